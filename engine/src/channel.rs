@@ -1,0 +1,410 @@
+//! A channel: a cursor over its topic's log that hands messages to clients, tracks them in
+//! flight, and persists what is finished.
+
+use crate::cursor::{CursorFile, CursorState, FlightError};
+use crate::error::{Error, IoContext, Result};
+use crate::fs::FileSystem;
+use crate::id::MessageId;
+use crate::log::LogReader;
+use crate::record::Message;
+use crate::storage::Storage;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A message handed to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// NSQ message id (what the client sends back in FIN/REQ/TOUCH).
+    pub id: MessageId,
+    /// Log offset.
+    pub offset: u64,
+    /// Publish time, Unix ns.
+    pub timestamp: i64,
+    /// Deliveries so far, this one included.
+    pub attempts: u16,
+    /// The payload.
+    pub body: Bytes,
+}
+
+/// A channel's numbers, for `/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChannelStats {
+    /// Messages ready to deliver: unread ones plus requeued ones that are ready.
+    pub depth: u64,
+    /// Messages in flight.
+    pub in_flight: u64,
+    /// Messages held back (requeued with a delay, or DPUB not yet due).
+    pub deferred: u64,
+    /// Deliveries since the process started.
+    pub message_count: u64,
+    /// REQs since the process started.
+    pub requeue_count: u64,
+    /// Timeouts since the process started.
+    pub timeout_count: u64,
+    /// Messages skipped because the log no longer held them (ephemeral channels behind).
+    pub skipped: u64,
+    /// Every offset below this is finished.
+    pub floor: u64,
+    /// Next offset to read from the log.
+    pub next: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cursor: CursorState,
+    reader: LogReader,
+    buffer: VecDeque<Message>,
+    dirty: bool,
+    stats: ChannelStats,
+}
+
+/// One channel of a topic.
+#[derive(Debug)]
+pub struct Channel {
+    topic: String,
+    name: String,
+    salt: u64,
+    storage: Arc<Storage>,
+    fs: Arc<dyn FileSystem>,
+    /// `None` for ephemeral channels, which never touch disk.
+    cursor_path: Option<PathBuf>,
+    read_ahead_bytes: usize,
+    inner: Mutex<Inner>,
+    persist_lock: Mutex<()>,
+    persisted_floor: AtomicU64,
+    paused: AtomicBool,
+    deleted: AtomicBool,
+}
+
+fn flight_error(e: FlightError, id: &MessageId) -> Error {
+    match e {
+        FlightError::NotInFlight => Error::NotInFlight(id.to_string()),
+        FlightError::NotOwner => Error::NotOwner(id.to_string()),
+    }
+}
+
+impl Channel {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        topic: &str,
+        name: &str,
+        salt: u64,
+        storage: Arc<Storage>,
+        fs: Arc<dyn FileSystem>,
+        cursor_path: Option<PathBuf>,
+        read_ahead_bytes: usize,
+        cursor: CursorState,
+        paused: bool,
+    ) -> Self {
+        let floor = cursor.floor();
+        Channel {
+            topic: topic.to_string(),
+            name: name.to_string(),
+            salt,
+            storage,
+            fs,
+            cursor_path,
+            read_ahead_bytes: read_ahead_bytes.max(1),
+            inner: Mutex::new(Inner {
+                reader: LogReader::at(cursor.next()),
+                cursor,
+                buffer: VecDeque::new(),
+                dirty: true,
+                stats: ChannelStats::default(),
+            }),
+            persist_lock: Mutex::new(()),
+            persisted_floor: AtomicU64::new(floor),
+            paused: AtomicBool::new(paused),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Whether the channel lives in memory only.
+    pub fn is_ephemeral(&self) -> bool {
+        self.cursor_path.is_none()
+    }
+
+    /// Whether delivery is paused (persisted by [`crate::Engine::set_channel_paused`]).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+
+    /// Whether the channel was deleted (handles held elsewhere go stale).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+    }
+
+    /// Takes up to `max` deliverable messages for `client`, in flight until `now + timeout_ns`.
+    /// Ready requeued messages go first, then new ones from the log; DPUB messages not yet due
+    /// are set aside. Returns how many were added to `out`.
+    pub fn take(
+        &self,
+        now: i64,
+        client: u64,
+        timeout_ns: i64,
+        max: usize,
+        out: &mut Vec<Delivery>,
+    ) -> Result<usize> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let mut taken = 0;
+        while taken < max {
+            if let Some((offset, attempts)) = inner.cursor.pop_ready(now) {
+                match self.storage.read_one(offset) {
+                    Ok(Some(m)) => {
+                        self.deliver(
+                            inner,
+                            m,
+                            attempts.saturating_add(1),
+                            client,
+                            now,
+                            timeout_ns,
+                            out,
+                        );
+                        taken += 1;
+                    }
+                    Ok(None) | Err(Error::BeforeRetention { .. }) => inner.stats.skipped += 1,
+                    Err(e) => {
+                        inner.cursor.wait(offset, now, attempts);
+                        return Err(e);
+                    }
+                }
+                continue;
+            }
+            if inner.buffer.is_empty() && !self.refill(inner)? {
+                break;
+            }
+            let Some(m) = inner.buffer.pop_front() else {
+                break;
+            };
+            inner.cursor.advance_next(m.offset);
+            inner.dirty = true;
+            if m.deliver_at > now {
+                inner.cursor.wait(m.offset, m.deliver_at, 0);
+                continue;
+            }
+            self.deliver(inner, m, 1, client, now, timeout_ns, out);
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &self,
+        inner: &mut Inner,
+        m: Message,
+        attempts: u16,
+        client: u64,
+        now: i64,
+        timeout_ns: i64,
+        out: &mut Vec<Delivery>,
+    ) {
+        inner
+            .cursor
+            .start_flight(m.offset, attempts, client, now.saturating_add(timeout_ns));
+        inner.stats.message_count += 1;
+        out.push(Delivery {
+            id: m.id,
+            offset: m.offset,
+            timestamp: m.timestamp,
+            attempts,
+            body: m.body,
+        });
+    }
+
+    /// Reads ahead from the log; false at the end. A reader that fell below the log's front
+    /// (only ephemeral channels can) skips to it.
+    fn refill(&self, inner: &mut Inner) -> Result<bool> {
+        for _ in 0..2 {
+            match self.storage.read(
+                &mut inner.reader,
+                self.read_ahead_bytes,
+                usize::MAX,
+                &mut inner.buffer,
+            ) {
+                Ok(n) => return Ok(n > 0),
+                Err(Error::BeforeRetention {
+                    earliest_offset, ..
+                }) => {
+                    inner.stats.skipped += earliest_offset.saturating_sub(inner.reader.offset());
+                    inner.reader = LogReader::at(earliest_offset);
+                    inner.cursor.skip_to(earliest_offset);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    fn offset_of(&self, id: &MessageId) -> Result<u64> {
+        id.offset(self.salt)
+            .ok_or_else(|| Error::NotInFlight(id.to_string()))
+    }
+
+    /// `FIN`: `client` is done with the message.
+    pub fn finish(&self, client: u64, id: &MessageId) -> Result<()> {
+        let offset = self.offset_of(id)?;
+        let mut inner = self.lock();
+        inner
+            .cursor
+            .finish(offset, client)
+            .map_err(|e| flight_error(e, id))?;
+        inner.dirty = true;
+        Ok(())
+    }
+
+    /// `REQ`: deliver the message again after `delay_ns` (0: before any new message).
+    pub fn requeue(&self, client: u64, id: &MessageId, now: i64, delay_ns: i64) -> Result<()> {
+        let offset = self.offset_of(id)?;
+        let mut inner = self.lock();
+        inner
+            .cursor
+            .requeue(offset, client, now.saturating_add(delay_ns.max(0)))
+            .map_err(|e| flight_error(e, id))?;
+        inner.stats.requeue_count += 1;
+        inner.dirty = true;
+        Ok(())
+    }
+
+    /// `TOUCH`: the message stays in flight until `now + timeout_ns`.
+    pub fn touch(&self, client: u64, id: &MessageId, now: i64, timeout_ns: i64) -> Result<()> {
+        let offset = self.offset_of(id)?;
+        let mut inner = self.lock();
+        inner
+            .cursor
+            .touch(offset, client, now.saturating_add(timeout_ns))
+            .map_err(|e| flight_error(e, id))
+    }
+
+    /// Requeues every in-flight message past its deadline; returns how many.
+    pub fn expire(&self, now: i64) -> usize {
+        let mut inner = self.lock();
+        let n = inner.cursor.expire(now);
+        if n > 0 {
+            inner.stats.timeout_count += n as u64;
+            inner.dirty = true;
+        }
+        n
+    }
+
+    /// Drops everything queued, waiting or in flight: the channel continues from the log's end.
+    pub fn empty(&self) {
+        let end = self.storage.end_offset();
+        self.reset(end);
+    }
+
+    /// Moves the channel to `offset`: its floor and read position move there, everything in
+    /// flight or waiting is forgotten (late FINs fail), attempts start again.
+    pub(crate) fn reset(&self, offset: u64) {
+        let mut inner = self.lock();
+        inner.cursor.reset(offset);
+        inner.reader = LogReader::at(offset);
+        inner.buffer.clear();
+        inner.dirty = true;
+    }
+
+    /// The channel's numbers at `now`.
+    pub fn stats(&self, now: i64) -> ChannelStats {
+        let end = self.storage.end_offset();
+        let inner = self.lock();
+        let deferred = inner.cursor.deferred_count(now) as u64;
+        let waiting = inner.cursor.waiting_count() as u64;
+        ChannelStats {
+            depth: end.saturating_sub(inner.cursor.next()) + (waiting - deferred),
+            in_flight: inner.cursor.in_flight_count() as u64,
+            deferred,
+            floor: inner.cursor.floor(),
+            next: inner.cursor.next(),
+            ..inner.stats
+        }
+    }
+
+    /// Every offset below this is finished (in memory).
+    pub fn floor(&self) -> u64 {
+        self.lock().cursor.floor()
+    }
+
+    /// The floor as of the last persisted cursor: what a restart would resume from.
+    pub fn persisted_floor(&self) -> u64 {
+        self.persisted_floor.load(Ordering::Acquire)
+    }
+
+    /// Writes the cursor file if anything changed since the last write (durable channels only).
+    pub fn persist(&self) -> Result<()> {
+        let Some(path) = &self.cursor_path else {
+            return Ok(());
+        };
+        let _one_writer = self.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_deleted() {
+            return Ok(());
+        }
+        let snapshot = {
+            let mut inner = self.lock();
+            if !inner.dirty {
+                return Ok(());
+            }
+            inner.dirty = false;
+            inner.cursor.to_file()
+        };
+        let result = self.fs.write_atomic(path, &snapshot.encode()).at(path);
+        match result {
+            Ok(()) => {
+                self.persisted_floor
+                    .store(snapshot.floor, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                self.lock().dirty = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// The persisted form of the cursor now (for tools and tests).
+    pub fn cursor_file(&self) -> CursorFile {
+        self.lock().cursor.to_file()
+    }
+}
+
+impl Channel {
+    /// Marks the channel deleted and removes its cursor file; waits for a persist in progress
+    /// so it cannot write the file back.
+    pub(crate) fn destroy(&self) -> Result<()> {
+        self.mark_deleted();
+        let _one_writer = self.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = &self.cursor_path {
+            match self.fs.remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        Ok(())
+    }
+}

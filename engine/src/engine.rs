@@ -1,0 +1,649 @@
+//! The engine: a locked data directory, its metadata, and its topics.
+
+use crate::channel::Channel;
+use crate::cursor::{ChannelStart, CursorFile, CursorState};
+use crate::error::{Error, IoContext, Result};
+use crate::fs::FsLock;
+use crate::log::{LogConfig, TopicLog};
+use crate::memlog::MemLog;
+use crate::meta::{ChannelMeta, Meta, TopicMeta};
+use crate::name;
+use crate::options::{Options, Retention};
+use crate::recovery::RecoveryEvent;
+use crate::storage::Storage;
+use crate::topic::Topic;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// An open data directory. Dropping it without [`Engine::close`] is what a crash looks like
+/// to the data directory: nothing more is persisted.
+#[derive(Debug)]
+pub struct Engine {
+    path: PathBuf,
+    options: Options,
+    _lock: Box<dyn FsLock>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises topology changes and metadata writes.
+    admin: Mutex<()>,
+    events: Vec<RecoveryEvent>,
+    last_persist: AtomicI64,
+}
+
+/// What one [`Engine::tick`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    /// In-flight messages that timed out and were requeued.
+    pub timed_out: usize,
+    /// Segments deleted by retention.
+    pub segments_deleted: usize,
+}
+
+fn topics_dir(path: &Path) -> PathBuf {
+    path.join("topics")
+}
+
+fn channels_dir(topic_dir: &Path) -> PathBuf {
+    topic_dir.join("channels")
+}
+
+fn cursor_path(topic_dir: &Path, channel: &str) -> PathBuf {
+    channels_dir(topic_dir).join(format!("{channel}.cursor"))
+}
+
+impl Engine {
+    /// Opens (creating if needed) the data directory at `path`: takes its `LOCK`, loads the
+    /// metadata and recovers every topic. What recovery did is in [`Engine::recovery_events`].
+    pub fn open(path: impl Into<PathBuf>, options: Options) -> Result<Engine> {
+        let path = path.into();
+        let fs = options.fs.clone();
+        fs.create_dir_all(&path).at(&path)?;
+        let lock = match fs.lock_exclusive(&path.join("LOCK")) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(Error::Locked { path })
+            }
+            Err(e) => return Err(Error::io(path.join("LOCK"), e)),
+        };
+        let meta_path = path.join("meta");
+        let mut meta = Meta::load(&*fs, &meta_path)?;
+        let mut events = Vec::new();
+        let mut meta_changed = false;
+
+        let deleted_dir = path.join("deleted");
+        if fs.exists(&deleted_dir) {
+            fs.remove_dir_all(&deleted_dir).at(&deleted_dir)?;
+            events.push(RecoveryEvent::RemovedLeftover { path: deleted_dir });
+        }
+        let topics_root = topics_dir(&path);
+        fs.create_dir_all(&topics_root).at(&topics_root)?;
+        for entry in fs.read_dir(&topics_root).at(&topics_root)? {
+            let Some(topic) = name::from_dir_name(&entry.name).filter(|_| entry.is_dir) else {
+                continue;
+            };
+            if !meta.topics.iter().any(|t| t.name == topic) {
+                // Salt u64::MAX marks "derive the salt from the log's records" (see open_topic).
+                meta.topics.push(TopicMeta {
+                    name: topic.clone(),
+                    salt: u64::MAX,
+                    paused: false,
+                    backlog_start: 0,
+                    retention: None,
+                    channels: Vec::new(),
+                });
+                events.push(RecoveryEvent::AdoptedTopic { topic });
+                meta_changed = true;
+            }
+        }
+
+        let now = options.clock.now();
+        let mut topics = BTreeMap::new();
+        for topic_meta in &mut meta.topics {
+            let topic = open_topic(&options, &path, topic_meta, now, &mut events)?;
+            topics.insert(topic_meta.name.clone(), Arc::new(topic));
+        }
+        let engine = Engine {
+            path,
+            options,
+            _lock: lock,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+            events,
+            last_persist: AtomicI64::new(now),
+        };
+        if meta_changed {
+            engine.store_meta()?;
+        }
+        Ok(engine)
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options the engine was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// What recovery found and fixed when the data directory was opened.
+    pub fn recovery_events(&self) -> &[RecoveryEvent] {
+        &self.events
+    }
+
+    /// The engine's clock reading.
+    pub fn now(&self) -> i64 {
+        self.options.clock.now()
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// All topics, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A channel by topic and name.
+    pub fn channel(&self, topic: &str, channel: &str) -> Option<Arc<Channel>> {
+        self.topic(topic)?.channel(channel)
+    }
+
+    fn lock_admin(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log_config(&self) -> LogConfig {
+        log_config(&self.options)
+    }
+
+    /// Returns the topic, creating it if it does not exist.
+    pub fn create_topic(&self, topic: &str) -> Result<Arc<Topic>> {
+        if let Some(t) = self.topic(topic) {
+            return Ok(t);
+        }
+        if !name::is_valid(topic) {
+            return Err(Error::InvalidName(topic.to_string()));
+        }
+        let _admin = self.lock_admin();
+        if let Some(t) = self.topic(topic) {
+            return Ok(t);
+        }
+        let salt: u64 = rand::random();
+        let now = self.now();
+        let created = if name::is_ephemeral(topic) {
+            let log = MemLog::new(self.options.mem_queue_size, salt, self.options.max_msg_size);
+            Topic::new(
+                topic,
+                salt,
+                Arc::new(Storage::Memory(log)),
+                self.options.clock.clone(),
+                None,
+                false,
+                0,
+                None,
+            )
+        } else {
+            let dir = topics_dir(&self.path).join(name::dir_name(topic));
+            let opened = TopicLog::open(
+                self.options.fs.clone(),
+                dir.clone(),
+                topic,
+                self.log_config(),
+                salt,
+                0,
+                now,
+            )?;
+            let fs = &self.options.fs;
+            fs.create_dir_all(&channels_dir(&dir)).at(&dir)?;
+            fs.sync_dir(&topics_dir(&self.path)).at(&self.path)?;
+            Topic::new(
+                topic,
+                salt,
+                Arc::new(Storage::Disk(opened.log)),
+                self.options.clock.clone(),
+                Some(dir),
+                false,
+                0,
+                None,
+            )
+        };
+        let created = Arc::new(created);
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.to_string(), created.clone());
+        if !created.is_ephemeral() {
+            self.store_meta()?;
+        }
+        Ok(created)
+    }
+
+    /// Deletes a topic, its channels and its log.
+    pub fn delete_topic(&self, topic: &str) -> Result<()> {
+        let _admin = self.lock_admin();
+        let removed = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(topic);
+        let Some(removed) = removed else {
+            return Err(Error::TopicNotFound(topic.to_string()));
+        };
+        removed.mark_deleted();
+        for channel in removed.channels() {
+            channel.mark_deleted();
+        }
+        let Some(dir) = &removed.dir else {
+            return Ok(());
+        };
+        // Move the directory aside first, so a crash mid-delete leaves a leftover that the
+        // next open removes, never a half-deleted topic.
+        let fs = &self.options.fs;
+        let graveyard = self.path.join("deleted");
+        fs.create_dir_all(&graveyard).at(&graveyard)?;
+        let buried = graveyard.join(format!(
+            "{}.{:016x}",
+            name::dir_name(topic),
+            rand::random::<u64>()
+        ));
+        fs.rename(dir, &buried).at(dir)?;
+        fs.sync_dir(&topics_dir(&self.path)).at(&self.path)?;
+        self.store_meta()?;
+        fs.remove_dir_all(&buried).at(&buried)
+    }
+
+    /// Returns the channel, creating it (and its topic) if needed. `start` applies only when
+    /// the channel is new.
+    pub fn create_channel(
+        &self,
+        topic: &str,
+        channel: &str,
+        start: ChannelStart,
+    ) -> Result<Arc<Channel>> {
+        let t = self.create_topic(topic)?;
+        if let Some(c) = t.channel(channel) {
+            return Ok(c);
+        }
+        if !name::is_valid(channel) {
+            return Err(Error::InvalidName(channel.to_string()));
+        }
+        let _admin = self.lock_admin();
+        if let Some(c) = t.channel(channel) {
+            return Ok(c);
+        }
+        if t.is_deleted() {
+            return Err(Error::TopicNotFound(topic.to_string()));
+        }
+        let ephemeral = t.is_ephemeral() || name::is_ephemeral(channel);
+        let offset = t.resolve_start(start, ephemeral)?;
+        let path = match (&t.dir, ephemeral) {
+            (Some(dir), false) => Some(cursor_path(dir, channel)),
+            _ => None,
+        };
+        let created = Arc::new(Channel::new(
+            topic,
+            channel,
+            t.salt(),
+            t.storage.clone(),
+            self.options.fs.clone(),
+            path,
+            self.options.read_ahead_bytes,
+            CursorState::at(offset),
+            false,
+        ));
+        // Cursor file first, then the metadata naming it: a crash between leaves a stray
+        // cursor file that the next open removes.
+        created.persist()?;
+        t.channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.to_string(), created.clone());
+        if !created.is_ephemeral() {
+            self.store_meta()?;
+        }
+        Ok(created)
+    }
+
+    /// Deletes a channel. When the last durable channel of a topic goes, the topic starts
+    /// buffering again from its current end (NSQ's behaviour for a topic with no channels).
+    pub fn delete_channel(&self, topic: &str, channel: &str) -> Result<()> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| Error::TopicNotFound(topic.to_string()))?;
+        let _admin = self.lock_admin();
+        let removed = t
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(channel);
+        let Some(removed) = removed else {
+            return Err(Error::ChannelNotFound(channel.to_string()));
+        };
+        removed.mark_deleted();
+        if removed.is_ephemeral() {
+            return Ok(());
+        }
+        if !t.has_durable_channel() {
+            t.backlog_start
+                .store(t.storage.end_offset(), Ordering::Release);
+        }
+        self.store_meta()?;
+        removed.destroy()
+    }
+
+    /// Pauses or unpauses delivery of a topic (persisted).
+    pub fn set_topic_paused(&self, topic: &str, paused: bool) -> Result<()> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| Error::TopicNotFound(topic.to_string()))?;
+        let _admin = self.lock_admin();
+        t.set_paused(paused);
+        self.store_meta()
+    }
+
+    /// Pauses or unpauses delivery of a channel (persisted).
+    pub fn set_channel_paused(&self, topic: &str, channel: &str, paused: bool) -> Result<()> {
+        let c = self
+            .channel(topic, channel)
+            .ok_or_else(|| Error::ChannelNotFound(channel.to_string()))?;
+        let _admin = self.lock_admin();
+        c.set_paused(paused);
+        self.store_meta()
+    }
+
+    /// Sets or clears a topic's retention override.
+    pub fn set_topic_retention(&self, topic: &str, retention: Option<Retention>) -> Result<()> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| Error::TopicNotFound(topic.to_string()))?;
+        if t.is_ephemeral() {
+            return Err(Error::Ephemeral(topic.to_string()));
+        }
+        let _admin = self.lock_admin();
+        t.set_retention(retention);
+        self.store_meta()
+    }
+
+    /// NSQ's topic empty: drops the backlog a first channel would get. Channels keep theirs.
+    pub fn empty_topic(&self, topic: &str) -> Result<()> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| Error::TopicNotFound(topic.to_string()))?;
+        let _admin = self.lock_admin();
+        t.backlog_start
+            .store(t.storage.end_offset(), Ordering::Release);
+        if t.is_ephemeral() {
+            Ok(())
+        } else {
+            self.store_meta()
+        }
+    }
+
+    /// Moves a channel to `start` (earliest retained, an offset or a time): everything from
+    /// there on is delivered again; in-flight messages are forgotten. Returns the new offset.
+    pub fn rewind_channel(&self, topic: &str, channel: &str, start: ChannelStart) -> Result<u64> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| Error::TopicNotFound(topic.to_string()))?;
+        let c = t
+            .channel(channel)
+            .ok_or_else(|| Error::ChannelNotFound(channel.to_string()))?;
+        if c.is_ephemeral() {
+            return Err(Error::Ephemeral(format!("{topic}/{channel}")));
+        }
+        let offset = match start {
+            ChannelStart::Default => t.resolve_start(ChannelStart::Earliest, false)?,
+            other => t.resolve_start(other, false)?,
+        };
+        c.reset(offset);
+        c.persist()?;
+        Ok(offset)
+    }
+
+    /// Periodic housekeeping: fsync logs whose sync timeout passed, requeue timed-out
+    /// messages, persist changed cursors every `persist_interval`, and delete segments
+    /// retention no longer keeps. Call it every few hundred milliseconds.
+    pub fn tick(&self) -> Result<TickReport> {
+        let now = self.now();
+        let mut report = TickReport::default();
+        let mut first_error = None;
+        let persist_due = now.saturating_sub(self.last_persist.load(Ordering::Acquire))
+            >= self.options.persist_interval.as_nanos() as i64;
+        if persist_due {
+            self.last_persist.store(now, Ordering::Release);
+        }
+        for topic in self.topics() {
+            if let Some(log) = topic.storage.disk() {
+                if let Err(e) = log.sync_if_due(now) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            for channel in topic.channels() {
+                report.timed_out += channel.expire(now);
+                if persist_due {
+                    if let Err(e) = channel.persist() {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if persist_due {
+                match self.trim_topic(&topic, now) {
+                    Ok(n) => report.segments_deleted += n,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    fn trim_topic(&self, topic: &Topic, now: i64) -> Result<usize> {
+        let Some(log) = topic.storage.disk() else {
+            return Ok(0);
+        };
+        let retention = topic.retention().unwrap_or(self.options.retention);
+        log.trim(topic.retention_floor(), &retention, now)
+    }
+
+    /// Persists every channel cursor now.
+    pub fn persist_cursors(&self) -> Result<()> {
+        for topic in self.topics() {
+            for channel in topic.channels() {
+                channel.persist()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown: fsync every log, persist every cursor and the metadata, release the lock.
+    pub fn close(self) -> Result<()> {
+        let now = self.now();
+        for topic in self.topics() {
+            if let Some(log) = topic.storage.disk() {
+                log.sync_all(now)?;
+            }
+        }
+        self.persist_cursors()?;
+        self.store_meta()
+    }
+
+    fn store_meta(&self) -> Result<()> {
+        let topics = self.topics();
+        let meta = Meta {
+            topics: topics
+                .iter()
+                .filter(|t| !t.is_ephemeral())
+                .map(|t| TopicMeta {
+                    name: t.name().to_string(),
+                    salt: t.salt(),
+                    paused: t.is_paused(),
+                    backlog_start: t.backlog_start.load(Ordering::Acquire),
+                    retention: t.retention(),
+                    channels: t
+                        .channels()
+                        .iter()
+                        .filter(|c| !c.is_ephemeral())
+                        .map(|c| ChannelMeta {
+                            name: c.name().to_string(),
+                            paused: c.is_paused(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        meta.store(&*self.options.fs, &self.path.join("meta"))
+    }
+}
+
+fn log_config(options: &Options) -> LogConfig {
+    LogConfig {
+        max_bytes_per_file: options.max_bytes_per_file,
+        index_interval_bytes: options.index_interval_bytes.max(1),
+        sync: options.sync,
+        max_body: options.max_msg_size,
+    }
+}
+
+/// Opens one durable topic from its metadata: its log, then its channels' cursors.
+fn open_topic(
+    options: &Options,
+    path: &Path,
+    meta: &mut TopicMeta,
+    now: i64,
+    events: &mut Vec<RecoveryEvent>,
+) -> Result<Topic> {
+    let fs = &options.fs;
+    let dir = topics_dir(path).join(name::dir_name(&meta.name));
+    let mut cursors: BTreeMap<String, Option<CursorFile>> = BTreeMap::new();
+    for channel in &meta.channels {
+        let file_path = cursor_path(&dir, &channel.name);
+        let file = match fs.read_all(&file_path) {
+            Ok(bytes) => Some(CursorFile::decode(&file_path, &bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&file_path, e)),
+        };
+        cursors.insert(channel.name.clone(), file);
+    }
+    // A log with no segments left starts where its channels were, so offsets are never reused.
+    let start = cursors
+        .values()
+        .flatten()
+        .map(|c| c.next)
+        .max()
+        .unwrap_or(0)
+        .max(meta.backlog_start);
+    let derive_salt = meta.salt == u64::MAX;
+    let salt = if derive_salt {
+        rand::random()
+    } else {
+        meta.salt
+    };
+    let opened = TopicLog::open(
+        fs.clone(),
+        dir.clone(),
+        &meta.name,
+        log_config(options),
+        salt,
+        start,
+        now,
+    )?;
+    events.extend(opened.events);
+    let log = opened.log;
+    if derive_salt {
+        meta.salt = match log.read_one(log.first_offset()) {
+            Ok(Some(m)) => m.id.offset(0).map_or(salt, |v| v.wrapping_sub(m.offset)),
+            _ => salt,
+        };
+    }
+    fs.create_dir_all(&channels_dir(&dir)).at(&dir)?;
+    for entry in fs.read_dir(&channels_dir(&dir)).at(&dir)? {
+        let known = entry
+            .name
+            .strip_suffix(".cursor")
+            .is_some_and(|c| cursors.contains_key(c));
+        if !known {
+            let stray = channels_dir(&dir).join(&entry.name);
+            if entry.is_dir {
+                fs.remove_dir_all(&stray).at(&stray)?;
+            } else {
+                fs.remove_file(&stray).at(&stray)?;
+            }
+            events.push(RecoveryEvent::RemovedLeftover { path: stray });
+        }
+    }
+    let first = log.first_offset();
+    let end = log.end_offset();
+    let storage = Arc::new(Storage::Disk(log));
+    let topic = Topic::new(
+        &meta.name,
+        meta.salt,
+        storage.clone(),
+        options.clock.clone(),
+        Some(dir.clone()),
+        meta.paused,
+        meta.backlog_start,
+        meta.retention,
+    );
+    for channel in &meta.channels {
+        let cursor = match cursors.get(&channel.name).cloned().flatten() {
+            Some(file) if file.next > end => {
+                events.push(RecoveryEvent::CursorClamped {
+                    topic: meta.name.clone(),
+                    channel: channel.name.clone(),
+                    from: file.next,
+                    to: end,
+                });
+                let mut state = CursorState::from_file(&CursorFile {
+                    next: end,
+                    floor: file.floor.min(end),
+                    entries: file.entries,
+                });
+                state.skip_to(0);
+                state
+            }
+            Some(file) => CursorState::from_file(&file),
+            None => {
+                events.push(RecoveryEvent::CursorMissing {
+                    topic: meta.name.clone(),
+                    channel: channel.name.clone(),
+                });
+                CursorState::at(first)
+            }
+        };
+        let c = Channel::new(
+            &meta.name,
+            &channel.name,
+            meta.salt,
+            storage.clone(),
+            fs.clone(),
+            Some(cursor_path(&dir, &channel.name)),
+            options.read_ahead_bytes,
+            cursor,
+            channel.paused,
+        );
+        topic
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.name.clone(), Arc::new(c));
+    }
+    Ok(topic)
+}

@@ -1,0 +1,130 @@
+//! The engine's typed errors.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another process (or another `Engine` in this one) holds the data directory.
+    #[error("data directory {} is locked by another process (is another nsqd running on it?)", path.display())]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// A file-system call failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Bytes on disk do not check out (length, checksum, offset sequence, header).
+    #[error("corrupt data in {} at byte {position}: {reason} (run `nsq_log repair`)", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte position of the damage within the file.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file was written by a newer, unknown format version.
+    #[error("{} has format version {found}, this build reads up to {supported}", path.display())]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: u32,
+        /// Highest version this build understands.
+        supported: u32,
+    },
+    /// An fsync failed earlier: the kernel may have dropped dirty pages, so the log refuses
+    /// further appends until the data directory is reopened (and recovered).
+    #[error(
+        "topic {topic} refuses appends after a failed fsync or write ({cause}); restart to recover"
+    )]
+    Poisoned {
+        /// The topic whose log is poisoned.
+        topic: String,
+        /// The original failure.
+        cause: String,
+    },
+    /// A topic or channel name is not valid (NSQ's rules: 1-64 of `[.a-zA-Z0-9_-]`, optional `#ephemeral`).
+    #[error("invalid name {0:?}")]
+    InvalidName(String),
+    /// No such topic.
+    #[error("topic {0} not found")]
+    TopicNotFound(String),
+    /// No such channel.
+    #[error("channel {0} not found")]
+    ChannelNotFound(String),
+    /// The message is not in flight on this channel (already finished, timed out, or unknown).
+    #[error("message {0} is not in flight")]
+    NotInFlight(String),
+    /// The message is in flight to another client.
+    #[error("message {0} is in flight to another client")]
+    NotOwner(String),
+    /// A message body is larger than the engine accepts.
+    #[error("message body of {size} bytes exceeds the limit of {max}")]
+    MessageTooLarge {
+        /// Size of the body.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A rewind or start position lies before the oldest retained message.
+    #[error("position is before the earliest retained message (offset {earliest_offset}, timestamp {earliest_timestamp} ns)")]
+    BeforeRetention {
+        /// Oldest offset still in the log.
+        earliest_offset: u64,
+        /// Its publish time in Unix nanoseconds (0 when the log is empty).
+        earliest_timestamp: i64,
+    },
+    /// A start offset lies past the end of the log.
+    #[error("offset {requested} is past the end of the log ({end})")]
+    PastEnd {
+        /// The requested offset.
+        requested: u64,
+        /// The log's next offset.
+        end: u64,
+    },
+    /// The operation needs a durable channel or topic (ephemeral ones keep nothing to replay).
+    #[error("{0} is ephemeral: it keeps no log to replay")]
+    Ephemeral(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corruption error.
+    pub fn corrupt(path: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            position,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Adds a path to I/O results.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

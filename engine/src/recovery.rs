@@ -1,0 +1,91 @@
+//! What opening a data directory found and fixed, reported so the server can log it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One thing recovery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryEvent {
+    /// A torn or checksum-failing tail of a topic's last segment was cut off.
+    TruncatedTail {
+        /// The segment.
+        path: PathBuf,
+        /// Where the last good record ends (the new file length).
+        position: u64,
+        /// Bytes removed.
+        dropped_bytes: u64,
+        /// Why the record at `position` was rejected.
+        reason: String,
+    },
+    /// An index was missing or damaged and was rebuilt (or trimmed) from the records.
+    IndexRepaired {
+        /// The index file.
+        path: PathBuf,
+    },
+    /// A segment created just before a crash held no complete header; it was re-initialised.
+    HeaderRewritten {
+        /// The segment.
+        path: PathBuf,
+    },
+    /// A channel cursor pointed past the end of the log (data lost with unsynced writes) and
+    /// was moved back to the end.
+    CursorClamped {
+        /// Topic.
+        topic: String,
+        /// Channel.
+        channel: String,
+        /// Offset the cursor had.
+        from: u64,
+        /// Offset it has now.
+        to: u64,
+    },
+    /// A channel listed in the metadata had no cursor file; it starts again from the oldest
+    /// retained message (redelivery rather than loss).
+    CursorMissing {
+        /// Topic.
+        topic: String,
+        /// Channel.
+        channel: String,
+    },
+    /// A file or directory left by an interrupted create or delete was removed.
+    RemovedLeftover {
+        /// What was removed.
+        path: PathBuf,
+    },
+    /// A topic directory that the metadata did not list (created just before a crash) was
+    /// taken back in.
+    AdoptedTopic {
+        /// The topic.
+        topic: String,
+    },
+}
+
+impl fmt::Display for RecoveryEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryEvent::TruncatedTail { path, position, dropped_bytes, reason } => write!(
+                f,
+                "truncated torn tail of {} at byte {position} ({dropped_bytes} bytes dropped: {reason})",
+                path.display()
+            ),
+            RecoveryEvent::IndexRepaired { path } => write!(f, "rebuilt index {}", path.display()),
+            RecoveryEvent::HeaderRewritten { path } => {
+                write!(f, "re-initialised empty segment {} with a torn header", path.display())
+            }
+            RecoveryEvent::CursorClamped { topic, channel, from, to } => write!(
+                f,
+                "channel {topic}/{channel} pointed past the end of the log ({from}); moved to {to}"
+            ),
+            RecoveryEvent::CursorMissing { topic, channel } => write!(
+                f,
+                "channel {topic}/{channel} had no cursor file; it replays from the oldest retained message"
+            ),
+            RecoveryEvent::RemovedLeftover { path } => {
+                write!(f, "removed {} left by an interrupted operation", path.display())
+            }
+            RecoveryEvent::AdoptedTopic { topic } => {
+                write!(f, "topic {topic} was on disk but not in the metadata; taken back in")
+            }
+        }
+    }
+}
