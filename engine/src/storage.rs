@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 /// Where a topic's messages live.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per topic, never moved around
 pub enum Storage {
     /// A segmented log on disk.
     Disk(TopicLog),

@@ -256,9 +256,12 @@ fn ephemeral_topics_stay_in_memory_and_bounded() {
     engine.close().expect("close");
     let engine = open(&fs, &clock);
     assert!(engine.topic("t#ephemeral").is_none());
-    assert!(!fs
-        .file_data(std::path::Path::new("/data/topics/t#ephemeral"))
-        .is_some());
+    use nsq_engine::fs::FileSystem;
+    assert!(!fs.exists(std::path::Path::new("/data/topics/t#ephemeral")));
+    let listed = fs
+        .read_dir(std::path::Path::new("/data/topics"))
+        .expect("topics dir");
+    assert!(listed.is_empty(), "{listed:?}");
 }
 
 #[test]

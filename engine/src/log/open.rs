@@ -69,7 +69,7 @@ fn scan(
         file.read_exact_at(&mut buf, pos).at(path)?;
         let chunk = Bytes::from(buf);
         let mut at = 0usize;
-        loop {
+        while at < chunk.len() {
             match record::decode(&chunk.slice(at..), config.max_body) {
                 Ok((m, size)) if m.offset == offset => {
                     if scan.since_index >= config.index_interval_bytes {

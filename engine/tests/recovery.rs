@@ -1,0 +1,226 @@
+//! Recovery on open: torn tails are cut back to the last good record, damage inside sealed
+//! segments is reported with file and position, and a data directory has one opener.
+
+mod common;
+
+use common::*;
+use nsq_engine::fs::{FileSystem, OpenMode, SimFs};
+use nsq_engine::log::LogReader;
+use nsq_engine::record::record_len;
+use nsq_engine::{Engine, Error, Message, Options, RecoveryEvent};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+/// Reads the whole log of `topic`, or the first error.
+fn read_log(engine: &Engine, topic: &str) -> Result<Vec<Message>, Error> {
+    let topic = engine.topic(topic).expect("topic");
+    let storage = topic.storage();
+    let mut reader = LogReader::at(storage.first_offset());
+    let mut out = VecDeque::new();
+    while storage.read(&mut reader, 64 * 1024, usize::MAX, &mut out)? > 0 {}
+    Ok(out.into_iter().collect())
+}
+
+fn segment_files(fs: &SimFs, topic: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(format!("/data/topics/{topic}"));
+    let mut logs: Vec<PathBuf> = fs
+        .read_dir(&dir)
+        .expect("dir")
+        .into_iter()
+        .filter(|e| e.name.ends_with(".log"))
+        .map(|e| dir.join(e.name))
+        .collect();
+    logs.sort();
+    logs
+}
+
+fn overwrite(fs: &SimFs, path: &Path, data: &[u8]) {
+    let file = fs.open(path, OpenMode::CreateTruncate).expect("open");
+    file.write_all_at(data, 0).expect("write");
+}
+
+#[test]
+fn torn_tail_is_cut_back_to_the_last_complete_record_at_every_byte() {
+    let (fs, clock) = sim();
+    let body = "x".repeat(20);
+    {
+        let engine = open(&fs, &clock);
+        let topic = engine.create_topic("t").expect("topic");
+        for _ in 0..80 {
+            topic.publish(&[body.as_str()], 0).expect("publish");
+        }
+        engine.close().expect("close");
+    }
+    let segments = segment_files(&fs, "t");
+    assert!(segments.len() > 1, "the workload should roll segments");
+    let last = segments.last().expect("a segment").clone();
+    let index = last.with_extension("idx");
+    let full = fs.file_data(&last).expect("segment data");
+    let full_index = fs.file_data(&index).expect("index data");
+    let rec = record_len(body.len());
+    let records_in_last = (full.len() - 32) / rec;
+    let total_before_last = 80 - records_in_last;
+    for cut in (full.len() - 3 * rec)..full.len() {
+        overwrite(&fs, &last, &full[..cut]);
+        overwrite(&fs, &index, &full_index);
+        let engine = open(&fs, &clock);
+        let complete = (cut - 32) / rec;
+        let messages = read_log(&engine, "t").expect("log reads cleanly");
+        assert_eq!(messages.len(), total_before_last + complete, "cut at {cut}");
+        assert!(messages
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.offset == i as u64 && m.body == body.as_bytes()));
+        let torn = engine
+            .recovery_events()
+            .iter()
+            .any(|e| matches!(e, RecoveryEvent::TruncatedTail { .. }));
+        assert_eq!(
+            torn,
+            (cut - 32) % rec != 0,
+            "cut at {cut}: {:?}",
+            engine.recovery_events()
+        );
+        // The log continues cleanly after the cut.
+        let appended = engine
+            .topic("t")
+            .expect("topic")
+            .publish(&["next"], 0)
+            .expect("publish");
+        assert_eq!(appended.first_offset, messages.len() as u64);
+        assert_eq!(
+            read_log(&engine, "t").expect("reads").len(),
+            messages.len() + 1
+        );
+    }
+}
+
+#[test]
+fn flipped_byte_in_a_sealed_segment_is_reported_with_file_and_position() {
+    let (fs, clock) = sim();
+    let body = "y".repeat(100);
+    {
+        let engine = open(&fs, &clock);
+        let topic = engine.create_topic("t").expect("topic");
+        for _ in 0..100 {
+            topic.publish(&[body.as_str()], 0).expect("publish");
+        }
+        engine.close().expect("close");
+    }
+    let segments = segment_files(&fs, "t");
+    assert!(segments.len() >= 3);
+    let victim = &segments[1];
+    let mut data = fs.file_data(victim).expect("data");
+    let rec = record_len(body.len()) as u64;
+    let damaged_record = 3u64;
+    let position = 32 + damaged_record * rec;
+    data[(position + 60) as usize] ^= 0x04;
+    overwrite(&fs, victim, &data);
+    let engine = open(&fs, &clock);
+    match read_log(&engine, "t") {
+        Err(Error::Corrupt {
+            path,
+            position: at,
+            reason,
+        }) => {
+            assert_eq!(&path, victim);
+            assert_eq!(at, position, "{reason}");
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+    let message = Error::corrupt(victim, position, "checksum mismatch").to_string();
+    assert!(message.contains("nsq_log repair"), "{message}");
+}
+
+#[test]
+fn damaged_index_is_rebuilt_from_the_records() {
+    let (fs, clock) = sim();
+    {
+        let engine = open(&fs, &clock);
+        let topic = engine.create_topic("t").expect("topic");
+        for i in 0..200 {
+            topic
+                .publish(&[format!("message {i}")], 0)
+                .expect("publish");
+        }
+        engine.close().expect("close");
+    }
+    let first = segment_files(&fs, "t")[0].with_extension("idx");
+    let index = fs.file_data(&first).expect("index");
+    assert!(index.len() >= 64, "index has entries");
+    overwrite(&fs, &first, &index[..index.len() - 5]);
+    let engine = open(&fs, &clock);
+    assert!(engine
+        .recovery_events()
+        .iter()
+        .any(|e| matches!(e, RecoveryEvent::IndexRepaired { .. })));
+    assert_eq!(
+        fs.file_data(&first).expect("index"),
+        index,
+        "rebuilt index equals the original"
+    );
+    let topic = engine.topic("t").expect("topic");
+    for offset in [0u64, 7, 99, 150, 199] {
+        let m = topic
+            .storage()
+            .read_one(offset)
+            .expect("read")
+            .expect("present");
+        assert_eq!(m.body, format!("message {offset}").as_bytes());
+    }
+}
+
+#[test]
+fn a_second_opener_of_a_data_directory_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::open(dir.path(), Options::default()).expect("first opener");
+    match Engine::open(dir.path(), Options::default()) {
+        Err(e @ Error::Locked { .. }) => {
+            assert!(
+                e.to_string().contains(&dir.path().display().to_string()),
+                "{e}"
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(engine);
+    Engine::open(dir.path(), Options::default()).expect("opens again once released");
+}
+
+#[test]
+fn cursor_past_the_log_end_is_clamped() {
+    let (fs, clock) = sim();
+    let mut options = sim_options(&fs, &clock);
+    options.sync = nsq_engine::SyncPolicy {
+        every: 0,
+        timeout: std::time::Duration::from_secs(3600),
+    };
+    {
+        let engine = Engine::open("/data", options.clone()).expect("open");
+        engine
+            .create_channel("t", "c", nsq_engine::ChannelStart::Default)
+            .expect("channel");
+        engine
+            .topic("t")
+            .expect("topic")
+            .publish(&["a", "b", "c"], 0)
+            .expect("publish");
+        let got = take_all(&engine, "t", "c");
+        finish_all(&engine, "t", "c", &got);
+        engine.persist_cursors().expect("persist");
+        // Power is lost: the records were never fsynced, the cursor file was.
+    }
+    fs.power_cut();
+    let engine = Engine::open("/data", options).expect("reopen");
+    assert!(engine
+        .recovery_events()
+        .iter()
+        .any(|e| matches!(e, RecoveryEvent::CursorClamped { from: 3, to: 0, .. })));
+    engine
+        .topic("t")
+        .expect("topic")
+        .publish(&["d"], 0)
+        .expect("publish");
+    assert_eq!(bodies(&take_all(&engine, "t", "c")), vec!["d"]);
+}
