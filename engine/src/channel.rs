@@ -50,6 +50,9 @@ pub struct ChannelStats {
     pub floor: u64,
     /// Next offset to read from the log.
     pub next: u64,
+    /// Where the channel started reading when it was created or loaded in this process
+    /// (NSQ's channel `message_count` counts what the topic received from there on).
+    pub start_offset: u64,
 }
 
 #[derive(Debug)]
@@ -110,10 +113,13 @@ impl Channel {
             read_ahead_bytes: read_ahead_bytes.max(1),
             inner: Mutex::new(Inner {
                 reader: LogReader::at(cursor.next()),
+                stats: ChannelStats {
+                    start_offset: cursor.next(),
+                    ..ChannelStats::default()
+                },
                 cursor,
                 buffer: VecDeque::new(),
                 dirty: true,
-                stats: ChannelStats::default(),
             }),
             persist_lock: Mutex::new(()),
             persisted_floor: AtomicU64::new(floor),

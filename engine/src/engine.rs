@@ -475,6 +475,12 @@ impl Engine {
 
     /// Clean shutdown: fsync every log, persist every cursor and the metadata, release the lock.
     pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Everything [`Engine::close`] writes, without giving up the engine (for a server that
+    /// shares it between tasks): fsync every log, persist every cursor and the metadata.
+    pub fn flush(&self) -> Result<()> {
         let now = self.now();
         for topic in self.topics() {
             if let Some(log) = topic.storage.disk() {

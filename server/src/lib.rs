@@ -1,0 +1,12 @@
+//! NSQ-compatible servers over the `nsq-engine` storage engine.
+//!
+//! - [`protocol`]: the wire formats (commands, frames, multi-message bodies), shared with the
+//!   client library in `nsq-tools`.
+//! - [`nsqd`]: the daemon: TCP protocol V2, HTTP API, housekeeping, over one [`nsq_engine::Engine`].
+//! - [`args`], [`logging`], [`signals`]: process plumbing shared by the binaries.
+
+pub mod args;
+pub mod logging;
+pub mod nsqd;
+pub mod protocol;
+pub mod signals;

@@ -1,0 +1,360 @@
+//! nsqd's HTTP API: NSQ's paths, parameters, methods, status codes and JSON shapes.
+
+use super::context::{Nsqd, PublishError};
+use super::stats::{self, StatsQuery};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::handler::Handler;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, MethodRouter};
+use axum::Router;
+use nsq_engine::{name, Error as EngineError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Params = Query<HashMap<String, String>>;
+type Shared = State<Arc<Nsqd>>;
+
+const NSQ_CONTENT_TYPE: &str = "nsq; version=1.0";
+
+/// An HTTP answer in NSQ's style: plain `OK`/data, or `{"message": ...}` with a status.
+#[derive(Debug)]
+pub enum Reply {
+    /// 200 with a plain-text body.
+    Text(&'static str),
+    /// 200 with an empty body.
+    Empty,
+    /// 200 with a JSON body.
+    Json(serde_json::Value),
+    /// An error status with NSQ's error text.
+    Error(StatusCode, &'static str),
+    /// An error status with a text of ours.
+    ErrorText(StatusCode, String),
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let (status, content_type, body) = match self {
+            Reply::Text(t) => (StatusCode::OK, "text/plain; charset=utf-8", t.to_string()),
+            Reply::Empty => (StatusCode::OK, "text/plain; charset=utf-8", String::new()),
+            Reply::Json(v) => (
+                StatusCode::OK,
+                "application/json; charset=utf-8",
+                v.to_string(),
+            ),
+            Reply::Error(s, m) => (
+                s,
+                "application/json; charset=utf-8",
+                serde_json::json!({ "message": m }).to_string(),
+            ),
+            Reply::ErrorText(s, m) => (
+                s,
+                "application/json; charset=utf-8",
+                serde_json::json!({ "message": m }).to_string(),
+            ),
+        };
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(
+            "X-NSQ-Content-Type",
+            HeaderValue::from_static(NSQ_CONTENT_TYPE),
+        );
+        response
+    }
+}
+
+fn bad(message: &'static str) -> Reply {
+    Reply::Error(StatusCode::BAD_REQUEST, message)
+}
+
+fn not_found(message: &'static str) -> Reply {
+    Reply::Error(StatusCode::NOT_FOUND, message)
+}
+
+fn internal(e: impl std::fmt::Display) -> Reply {
+    Reply::ErrorText(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("INTERNAL_ERROR: {e}"),
+    )
+}
+
+/// The router, mounted on `--http-address`.
+pub fn router(nsqd: Arc<Nsqd>) -> Router {
+    Router::new()
+        .route("/ping", get(ping))
+        .route("/info", get(info))
+        .route("/stats", get(stats_handler))
+        .route("/pub", post_only(publish))
+        .route("/mpub", post_only(multi_publish))
+        .route("/topic/{action}", any(topic_action))
+        .route("/channel/{action}", any(channel_action))
+        .route("/config/{option}", get(get_config))
+        .fallback(|| async { not_found("NOT_FOUND") })
+        .with_state(nsqd)
+}
+
+/// A POST route that answers other methods with NSQ's 405.
+fn post_only<H, T>(handler: H) -> MethodRouter<Arc<Nsqd>>
+where
+    H: Handler<T, Arc<Nsqd>>,
+    T: 'static,
+{
+    post(handler).fallback(method_not_allowed_post)
+}
+
+async fn method_not_allowed_post() -> Response {
+    let mut r = Reply::Error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").into_response();
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+    r
+}
+
+async fn ping(State(nsqd): Shared) -> Reply {
+    match nsqd.health() {
+        None => Reply::Text("OK"),
+        Some(e) => Reply::ErrorText(StatusCode::INTERNAL_SERVER_ERROR, format!("NOK - {e}")),
+    }
+}
+
+async fn info(State(nsqd): Shared) -> Reply {
+    let o = &nsqd.opts;
+    Reply::Json(serde_json::json!({
+        "version": super::VERSION,
+        "broadcast_address": o.broadcast_address,
+        "hostname": super::options::hostname(),
+        "http_port": o.broadcast_http_port(),
+        "tcp_port": o.broadcast_tcp_port(),
+        "start_time": nsqd.start_time,
+        "max_heartbeat_interval": o.max_heartbeat_interval.as_nanos() as u64,
+        "max_output_buffer_size": o.max_output_buffer_size,
+        "max_output_buffer_timeout": o.max_output_buffer_timeout.as_nanos() as u64,
+        "max_deflate_level": o.max_deflate_level,
+    }))
+}
+
+fn flag(params: &HashMap<String, String>, key: &str, default: bool) -> bool {
+    params.get(key).map_or(default, |v| v == "true" || v == "1")
+}
+
+async fn stats_handler(State(nsqd): Shared, Query(params): Params) -> Response {
+    let query = StatsQuery {
+        topic: params.get("topic").cloned(),
+        channel: params.get("channel").cloned(),
+        include_clients: flag(&params, "include_clients", true),
+        include_mem: flag(&params, "include_mem", true),
+    };
+    let stats = stats::collect(&nsqd, &query);
+    match params.get("format").map(String::as_str) {
+        Some("json") => match serde_json::to_value(&stats) {
+            Ok(v) => Reply::Json(v).into_response(),
+            Err(e) => internal(e).into_response(),
+        },
+        _ => {
+            let uptime = nsqd.engine.now() / 1_000_000_000 - nsqd.start_time;
+            let mut r = (StatusCode::OK, stats::render_text(&stats, uptime)).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r
+        }
+    }
+}
+
+/// The `topic` parameter, checked as NSQ does.
+fn topic_param(params: &HashMap<String, String>, invalid: &'static str) -> Result<String, Reply> {
+    match params.get("topic") {
+        None => Err(bad("MISSING_ARG_TOPIC")),
+        Some(t) if !name::is_valid(t) => Err(bad(invalid)),
+        Some(t) => Ok(t.clone()),
+    }
+}
+
+fn channel_param(params: &HashMap<String, String>, invalid: &'static str) -> Result<String, Reply> {
+    match params.get("channel") {
+        None => Err(bad("MISSING_ARG_CHANNEL")),
+        Some(c) if !name::is_valid(c) => Err(bad(invalid)),
+        Some(c) => Ok(c.clone()),
+    }
+}
+
+fn publish_error(e: PublishError) -> Reply {
+    match e {
+        PublishError::BadTopic(_) => bad("INVALID_TOPIC"),
+        PublishError::Exiting => Reply::Error(StatusCode::SERVICE_UNAVAILABLE, "EXITING"),
+        PublishError::Engine(e) => internal(e),
+    }
+}
+
+async fn publish(State(nsqd): Shared, Query(params): Params, body: Bytes) -> Reply {
+    let max_msg = nsqd.opts.max_msg_size;
+    if body.len() > max_msg {
+        return Reply::Error(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG");
+    }
+    if body.is_empty() {
+        return bad("MSG_EMPTY");
+    }
+    let topic = match topic_param(&params, "INVALID_TOPIC") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let mut deliver_at = 0;
+    if let Some(defer) = params.get("defer") {
+        let max = nsqd.opts.max_req_timeout.as_millis() as i64;
+        match defer.parse::<i64>() {
+            Ok(ms) if (0..=max).contains(&ms) => {
+                if ms > 0 {
+                    deliver_at = nsqd.engine.now() + ms * 1_000_000;
+                }
+            }
+            _ => return bad("INVALID_DEFER"),
+        }
+    }
+    match nsqd.publish(&topic, &[&body[..]], deliver_at).await {
+        Ok(_) => Reply::Text("OK"),
+        Err(e) => publish_error(e),
+    }
+}
+
+async fn multi_publish(State(nsqd): Shared, Query(params): Params, body: Bytes) -> Reply {
+    let topic = match topic_param(&params, "INVALID_TOPIC") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if body.len() > nsqd.opts.max_body_size {
+        return Reply::Error(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_BIG");
+    }
+    let binary = flag(&params, "binary", false);
+    let messages = match crate::protocol::split_http_mpub(
+        &body,
+        binary,
+        nsqd.opts.max_msg_size,
+        nsqd.opts.max_body_size,
+    ) {
+        Ok(m) => m,
+        Err(e) => return Reply::Error(e.status(), e.code()),
+    };
+    match nsqd.publish(&topic, &messages, 0).await {
+        Ok(_) => Reply::Text("OK"),
+        Err(e) => publish_error(e),
+    }
+}
+
+fn engine_error(e: EngineError) -> Reply {
+    match e {
+        EngineError::TopicNotFound(_) => not_found("TOPIC_NOT_FOUND"),
+        EngineError::ChannelNotFound(_) => not_found("CHANNEL_NOT_FOUND"),
+        EngineError::InvalidName(_) => bad("INVALID_ARG"),
+        other => internal(other),
+    }
+}
+
+fn require_post(method: &Method) -> Option<Response> {
+    (method != Method::POST).then(|| {
+        let mut r =
+            Reply::Error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+        r
+    })
+}
+
+async fn topic_action(
+    State(nsqd): Shared,
+    method: Method,
+    Path(action): Path<String>,
+    Query(params): Params,
+) -> Response {
+    if !["create", "delete", "empty", "pause", "unpause"].contains(&action.as_str()) {
+        return not_found("NOT_FOUND").into_response();
+    }
+    if let Some(r) = require_post(&method) {
+        return r;
+    }
+    let invalid = if action == "create" {
+        "INVALID_TOPIC"
+    } else {
+        "INVALID_ARG_TOPIC"
+    };
+    let topic = match topic_param(&params, invalid) {
+        Ok(t) => t,
+        Err(r) => return r.into_response(),
+    };
+    let engine = &nsqd.engine;
+    let result = match action.as_str() {
+        "create" => engine.create_topic(&topic).map(|_| ()),
+        "delete" => engine.delete_topic(&topic),
+        "empty" => engine.empty_topic(&topic),
+        "pause" => engine.set_topic_paused(&topic, true),
+        _ => engine
+            .set_topic_paused(&topic, false)
+            .map(|()| nsqd.wake(&topic)),
+    };
+    match result {
+        Ok(()) => Reply::Empty.into_response(),
+        Err(e) => engine_error(e).into_response(),
+    }
+}
+
+async fn channel_action(
+    State(nsqd): Shared,
+    method: Method,
+    Path(action): Path<String>,
+    Query(params): Params,
+) -> Response {
+    if !["create", "delete", "empty", "pause", "unpause"].contains(&action.as_str()) {
+        return not_found("NOT_FOUND").into_response();
+    }
+    if let Some(r) = require_post(&method) {
+        return r;
+    }
+    let topic = match topic_param(&params, "INVALID_ARG_TOPIC") {
+        Ok(t) => t,
+        Err(r) => return r.into_response(),
+    };
+    let channel = match channel_param(&params, "INVALID_ARG_CHANNEL") {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let engine = &nsqd.engine;
+    if engine.topic(&topic).is_none() {
+        return not_found("TOPIC_NOT_FOUND").into_response();
+    }
+    let result = match action.as_str() {
+        "create" => engine
+            .create_channel(&topic, &channel, nsq_engine::ChannelStart::Default)
+            .map(|_| ()),
+        "delete" => engine.delete_channel(&topic, &channel),
+        "empty" => engine
+            .channel(&topic, &channel)
+            .map(|c| c.empty())
+            .ok_or_else(|| EngineError::ChannelNotFound(channel.clone())),
+        "pause" => engine.set_channel_paused(&topic, &channel, true),
+        _ => engine
+            .set_channel_paused(&topic, &channel, false)
+            .map(|()| nsqd.wake(&topic)),
+    };
+    match result {
+        Ok(()) => Reply::Empty.into_response(),
+        Err(e) => engine_error(e).into_response(),
+    }
+}
+
+async fn get_config(State(nsqd): Shared, Path(option): Path<String>) -> Reply {
+    match option.as_str() {
+        "nsqlookupd_tcp_addresses" => {
+            let addresses = nsqd
+                .lookupd_addresses
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            Reply::Json(serde_json::json!(addresses))
+        }
+        "log_level" => Reply::Json(serde_json::json!(super::log_level_number(
+            &nsqd.opts.log_level
+        ))),
+        _ => bad("INVALID_OPTION"),
+    }
+}

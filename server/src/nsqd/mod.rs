@@ -1,0 +1,158 @@
+//! nsqd: NSQ's daemon over the crash-safe engine. TCP protocol V2 ([`tcp`]), the HTTP API
+//! ([`http`]), and the housekeeping that drives timeouts, fsync timers and cursor persistence.
+
+pub mod clients;
+pub mod compression;
+pub mod context;
+pub mod http;
+pub mod identify;
+pub mod options;
+pub mod stats;
+pub mod tcp;
+
+use context::Nsqd;
+use nsq_engine::{Engine, Options as EngineOptions, Retention, SyncPolicy};
+use options::NsqdOptions;
+use std::future::Future;
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The NSQ version we speak and report (`/info`, IDENTIFY), so clients enable what they expect.
+pub const VERSION: &str = "1.3.0";
+
+/// How often timeouts are checked, fsync timers fired and cursors considered for persisting.
+const TICK: Duration = Duration::from_millis(100);
+
+/// NSQ's numeric log levels, as `/config/log_level` reports them.
+pub fn log_level_number(level: &str) -> i32 {
+    match level {
+        "debug" => 1,
+        "info" => 2,
+        "warn" => 3,
+        "error" => 4,
+        _ => 5,
+    }
+}
+
+/// Why nsqd could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NsqdError {
+    /// The data directory could not be opened (locked, corrupt, unreadable).
+    #[error("{0}")]
+    Engine(#[from] nsq_engine::Error),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A flag asks for something this build does not do yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The engine options nsqd's flags mean.
+pub fn engine_options(opts: &NsqdOptions) -> EngineOptions {
+    EngineOptions {
+        max_bytes_per_file: opts.max_bytes_per_file.max(4096),
+        sync: SyncPolicy {
+            every: opts.sync_every,
+            timeout: opts.sync_timeout,
+        },
+        max_msg_size: opts.max_msg_size,
+        mem_queue_size: opts.mem_queue_size,
+        retention: Retention {
+            time_ns: opts
+                .retention_time
+                .map(|d| d.as_nanos().min(i64::MAX as u128) as i64),
+            bytes: opts.retention_bytes,
+        },
+        ..EngineOptions::default()
+    }
+}
+
+/// Runs nsqd until `shutdown` resolves, then stops accepting, closes clients, fsyncs the
+/// logs and persists every cursor.
+pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Result<(), NsqdError> {
+    if !opts.lookupd_tcp_addresses.is_empty() {
+        return Err(NsqdError::Unsupported(
+            "--lookupd-tcp-address is not supported by this nsqd yet".to_string(),
+        ));
+    }
+    let engine =
+        tokio::task::block_in_place(|| Engine::open(&opts.data_path, engine_options(&opts)))?;
+    for event in engine.recovery_events() {
+        tracing::warn!("recovery: {event}");
+    }
+    let tcp = tokio::net::TcpListener::bind(opts.tcp_address)
+        .await
+        .map_err(|source| NsqdError::Listen {
+            address: opts.tcp_address,
+            source,
+        })?;
+    let http = tokio::net::TcpListener::bind(opts.http_address)
+        .await
+        .map_err(|source| NsqdError::Listen {
+            address: opts.http_address,
+            source,
+        })?;
+    tracing::info!("TCP: listening on {}", opts.tcp_address);
+    tracing::info!("HTTP: listening on {}", opts.http_address);
+    let nsqd = Arc::new(Nsqd::new(Arc::new(engine), opts));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let tcp_task = tokio::spawn(tcp::serve(tcp, nsqd.clone(), stop_rx.clone()));
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(
+        axum::serve(http, http::router(nsqd.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .into_future(),
+    );
+    let housekeeping = tokio::spawn(housekeeping(nsqd.clone(), stop_rx.clone()));
+
+    shutdown.await;
+    tracing::info!("exiting");
+    nsqd.set_exiting();
+    let _ = stop_tx.send(true);
+    let _ = tcp_task.await;
+    let _ = http_task.await;
+    let _ = housekeeping.await;
+    // Give connection tasks a moment to flush their last frames.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::task::block_in_place(|| nsqd.engine.flush())?;
+    Ok(())
+}
+
+/// Every tick: requeue timed-out messages (waking subscribers), fire fsync timers, persist
+/// changed cursors and apply retention.
+async fn housekeeping(nsqd: Arc<Nsqd>, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let engine = nsqd.engine.clone();
+        match tokio::task::spawn_blocking(move || engine.tick()).await {
+            Ok(Ok(report)) => {
+                if report.timed_out > 0 {
+                    nsqd.wake_all();
+                }
+                if report.segments_deleted > 0 {
+                    tracing::info!(
+                        segments = report.segments_deleted,
+                        "retention: deleted consumed segments"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "housekeeping failed"),
+            Err(e) => tracing::error!(error = %e, "housekeeping task failed"),
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! nsqd's flags: NSQ's names and defaults, from the command line (Go style or clap style)
+//! and from a `--config` TOML file with the same names spelled with `_`.
+
+use crate::args::{format_duration, parse_duration};
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags as given on the command line; `None` means "not given" so the config file and then
+/// NSQ's default apply, in that order.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "nsqd",
+    version,
+    about = "nsqd: a crash-safe NSQ daemon on a log-structured store"
+)]
+pub struct Cli {
+    /// path to config file (TOML; option names with `_`)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// address to listen on for TCP clients [default: 0.0.0.0:4150]
+    #[arg(long)]
+    pub tcp_address: Option<String>,
+    /// address to listen on for HTTP clients [default: 0.0.0.0:4151]
+    #[arg(long)]
+    pub http_address: Option<String>,
+    /// address to listen on for HTTPS clients (needs TLS, not supported yet) [default: 0.0.0.0:4152]
+    #[arg(long)]
+    pub https_address: Option<String>,
+    /// address that will be registered with lookupd [default: the OS hostname]
+    #[arg(long)]
+    pub broadcast_address: Option<String>,
+    /// TCP port registered with lookupd [default: the TCP port listened on]
+    #[arg(long)]
+    pub broadcast_tcp_port: Option<u16>,
+    /// HTTP port registered with lookupd [default: the HTTP port listened on]
+    #[arg(long)]
+    pub broadcast_http_port: Option<u16>,
+    /// lookupd TCP address (may be given multiple times)
+    #[arg(long)]
+    pub lookupd_tcp_address: Vec<String>,
+    /// path to store messages [default: the current directory]
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+    /// unique part for message IDs, in [0,1024) [default: hash of hostname]
+    #[arg(long)]
+    pub node_id: Option<i64>,
+    /// messages an #ephemeral topic keeps in memory [default: 10000]
+    #[arg(long)]
+    pub mem_queue_size: Option<i64>,
+    /// number of bytes per segment file before rolling [default: 104857600]
+    #[arg(long)]
+    pub max_bytes_per_file: Option<i64>,
+    /// number of messages per fsync; 1 = every publish is fsynced before its OK [default: 2500]
+    #[arg(long)]
+    pub sync_every: Option<i64>,
+    /// duration of time per fsync [default: 2s]
+    #[arg(long, value_parser = parse_duration)]
+    pub sync_timeout: Option<Duration>,
+    /// default duration to wait before auto-requeueing a message [default: 1m0s]
+    #[arg(long, value_parser = parse_duration)]
+    pub msg_timeout: Option<Duration>,
+    /// maximum duration before a message will time out [default: 15m0s]
+    #[arg(long, value_parser = parse_duration)]
+    pub max_msg_timeout: Option<Duration>,
+    /// maximum size of a single message in bytes [default: 1048576]
+    #[arg(long)]
+    pub max_msg_size: Option<i64>,
+    /// maximum size of a single command body [default: 5242880]
+    #[arg(long)]
+    pub max_body_size: Option<i64>,
+    /// maximum requeueing timeout for a message [default: 1h0m0s]
+    #[arg(long, value_parser = parse_duration)]
+    pub max_req_timeout: Option<Duration>,
+    /// maximum RDY count for a client [default: 2500]
+    #[arg(long)]
+    pub max_rdy_count: Option<i64>,
+    /// maximum client configurable duration between heartbeats [default: 1m0s]
+    #[arg(long, value_parser = parse_duration)]
+    pub max_heartbeat_interval: Option<Duration>,
+    /// maximum client configurable output buffer size in bytes [default: 65536]
+    #[arg(long)]
+    pub max_output_buffer_size: Option<i64>,
+    /// maximum client configurable duration between flushes [default: 30s]
+    #[arg(long, value_parser = parse_duration)]
+    pub max_output_buffer_timeout: Option<Duration>,
+    /// minimum client configurable duration between flushes [default: 25ms]
+    #[arg(long, value_parser = parse_duration)]
+    pub min_output_buffer_timeout: Option<Duration>,
+    /// default duration between flushes to clients [default: 250ms]
+    #[arg(long, value_parser = parse_duration)]
+    pub output_buffer_timeout: Option<Duration>,
+    /// maximum consumers per channel, 0 = unlimited [default: 0]
+    #[arg(long)]
+    pub max_channel_consumers: Option<i64>,
+    /// enable snappy feature negotiation [default: true]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub snappy: Option<bool>,
+    /// enable deflate feature negotiation [default: true]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub deflate: Option<bool>,
+    /// max deflate compression level a client can negotiate [default: 6]
+    #[arg(long)]
+    pub max_deflate_level: Option<i64>,
+    /// keep consumed messages for replay this long (ours; unset = reclaim at once, as NSQ)
+    #[arg(long, value_parser = parse_duration)]
+    pub retention_time: Option<Duration>,
+    /// keep at most this many bytes of consumed messages per topic (ours)
+    #[arg(long)]
+    pub retention_bytes: Option<u64>,
+    /// log verbosity: debug, info, warn, error, fatal [default: info]
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// log message prefix [default: "[nsqd] "]
+    #[arg(long)]
+    pub log_prefix: Option<String>,
+    /// accepted for compatibility; our in-flight scanning does not use it
+    #[arg(long, hide = true)]
+    pub queue_scan_selection_count: Option<i64>,
+    /// accepted for compatibility; our in-flight scanning does not use it
+    #[arg(long, hide = true)]
+    pub queue_scan_worker_pool_max: Option<i64>,
+    /// deprecated in NSQ, no effect
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub verbose: Option<bool>,
+    /// not supported yet: TLS
+    #[arg(long, hide = true)]
+    pub tls_cert: Option<String>,
+    /// not supported yet: TLS
+    #[arg(long, hide = true)]
+    pub tls_key: Option<String>,
+    /// not supported yet: TLS
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub tls_required: Option<String>,
+    /// not supported yet: auth
+    #[arg(long, hide = true)]
+    pub auth_http_address: Vec<String>,
+    /// not supported yet: statsd
+    #[arg(long, hide = true)]
+    pub statsd_address: Option<String>,
+    /// not supported yet: e2e latency percentiles
+    #[arg(long, hide = true)]
+    pub e2e_processing_latency_percentile: Vec<String>,
+}
+
+/// The `--config` file: the same options, `_` for `-`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ConfigFile {
+    tcp_address: Option<String>,
+    http_address: Option<String>,
+    broadcast_address: Option<String>,
+    broadcast_tcp_port: Option<u16>,
+    broadcast_http_port: Option<u16>,
+    nsqlookupd_tcp_addresses: Option<Vec<String>>,
+    data_path: Option<PathBuf>,
+    node_id: Option<i64>,
+    mem_queue_size: Option<i64>,
+    max_bytes_per_file: Option<i64>,
+    sync_every: Option<i64>,
+    sync_timeout: Option<String>,
+    msg_timeout: Option<String>,
+    max_msg_timeout: Option<String>,
+    max_msg_size: Option<i64>,
+    max_body_size: Option<i64>,
+    max_req_timeout: Option<String>,
+    max_rdy_count: Option<i64>,
+    max_heartbeat_interval: Option<String>,
+    max_output_buffer_size: Option<i64>,
+    max_output_buffer_timeout: Option<String>,
+    min_output_buffer_timeout: Option<String>,
+    output_buffer_timeout: Option<String>,
+    max_channel_consumers: Option<i64>,
+    snappy: Option<bool>,
+    deflate: Option<bool>,
+    max_deflate_level: Option<i64>,
+    retention_time: Option<String>,
+    retention_bytes: Option<u64>,
+    log_level: Option<String>,
+    log_prefix: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    statsd_address: Option<String>,
+    #[serde(flatten)]
+    _other: toml::Table,
+}
+
+/// nsqd's resolved configuration.
+#[derive(Debug, Clone)]
+pub struct NsqdOptions {
+    pub tcp_address: SocketAddr,
+    pub http_address: SocketAddr,
+    pub broadcast_address: String,
+    pub broadcast_tcp_port: Option<u16>,
+    pub broadcast_http_port: Option<u16>,
+    pub lookupd_tcp_addresses: Vec<String>,
+    pub data_path: PathBuf,
+    pub node_id: i64,
+    pub mem_queue_size: usize,
+    pub max_bytes_per_file: u64,
+    pub sync_every: u64,
+    pub sync_timeout: Duration,
+    pub msg_timeout: Duration,
+    pub max_msg_timeout: Duration,
+    pub max_msg_size: usize,
+    pub max_body_size: usize,
+    pub max_req_timeout: Duration,
+    pub max_rdy_count: i64,
+    pub max_heartbeat_interval: Duration,
+    pub max_output_buffer_size: i64,
+    pub max_output_buffer_timeout: Duration,
+    pub min_output_buffer_timeout: Duration,
+    pub output_buffer_timeout: Duration,
+    pub max_channel_consumers: i64,
+    pub snappy: bool,
+    pub deflate: bool,
+    pub max_deflate_level: i64,
+    pub retention_time: Option<Duration>,
+    pub retention_bytes: Option<u64>,
+    pub log_level: String,
+    pub log_prefix: String,
+}
+
+/// A configuration problem, reported in one line before nsqd starts.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    /// The config file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    Config { path: String, reason: String },
+    /// A value is out of range or malformed.
+    #[error("invalid --{flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
+    /// A flag for a feature this build does not have.
+    #[error("--{0} is not supported by this nsqd yet")]
+    Unsupported(&'static str),
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> OptionsError {
+    OptionsError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+fn duration_from_config(
+    flag: &'static str,
+    value: Option<String>,
+) -> Result<Option<Duration>, OptionsError> {
+    value
+        .map(|v| parse_duration(&v).map_err(|e| invalid(flag, e)))
+        .transpose()
+}
+
+fn positive(flag: &'static str, value: i64) -> Result<u64, OptionsError> {
+    u64::try_from(value).map_err(|_| invalid(flag, format!("{value} must not be negative")))
+}
+
+fn address(flag: &'static str, value: &str) -> Result<SocketAddr, OptionsError> {
+    use std::net::ToSocketAddrs;
+    value
+        .to_socket_addrs()
+        .map_err(|e| invalid(flag, format!("{value}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(flag, format!("{value} resolves to nothing")))
+}
+
+/// The machine's host name (NSQ's default broadcast address).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+impl NsqdOptions {
+    /// Resolves flags over the config file over NSQ's defaults.
+    pub fn resolve(cli: Cli) -> Result<NsqdOptions, OptionsError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| OptionsError::Config {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str::<ConfigFile>(&text).map_err(|e| OptionsError::Config {
+                    path: path.display().to_string(),
+                    reason: e.message().to_string(),
+                })?
+            }
+            None => ConfigFile::default(),
+        };
+        if cli.tls_cert.is_some()
+            || cli.tls_key.is_some()
+            || file.tls_cert.is_some()
+            || file.tls_key.is_some()
+        {
+            return Err(OptionsError::Unsupported("tls-cert"));
+        }
+        if cli.tls_required.as_deref().is_some_and(|v| v != "false") {
+            return Err(OptionsError::Unsupported("tls-required"));
+        }
+        if !cli.auth_http_address.is_empty() {
+            return Err(OptionsError::Unsupported("auth-http-address"));
+        }
+        if cli.statsd_address.is_some() || file.statsd_address.is_some() {
+            return Err(OptionsError::Unsupported("statsd-address"));
+        }
+        if !cli.e2e_processing_latency_percentile.is_empty() {
+            return Err(OptionsError::Unsupported(
+                "e2e-processing-latency-percentile",
+            ));
+        }
+        let dur = |cli: Option<Duration>,
+                   flag,
+                   file: Option<String>,
+                   default: Duration|
+         -> Result<Duration, OptionsError> {
+            Ok(match cli {
+                Some(d) => d,
+                None => duration_from_config(flag, file)?.unwrap_or(default),
+            })
+        };
+        let tcp = cli
+            .tcp_address
+            .or(file.tcp_address)
+            .unwrap_or_else(|| "0.0.0.0:4150".into());
+        let http = cli
+            .http_address
+            .or(file.http_address)
+            .unwrap_or_else(|| "0.0.0.0:4151".into());
+        let node_id = cli.node_id.or(file.node_id).unwrap_or_else(|| {
+            let h = hostname();
+            (crc32fast::hash(h.as_bytes()) % 1024) as i64
+        });
+        if !(0..1024).contains(&node_id) {
+            return Err(invalid("node-id", format!("{node_id} not in [0,1024)")));
+        }
+        let lookupds = if cli.lookupd_tcp_address.is_empty() {
+            file.nsqlookupd_tcp_addresses.unwrap_or_default()
+        } else {
+            cli.lookupd_tcp_address
+        };
+        let opts = NsqdOptions {
+            tcp_address: address("tcp-address", &tcp)?,
+            http_address: address("http-address", &http)?,
+            broadcast_address: cli
+                .broadcast_address
+                .or(file.broadcast_address)
+                .unwrap_or_else(hostname),
+            broadcast_tcp_port: cli.broadcast_tcp_port.or(file.broadcast_tcp_port),
+            broadcast_http_port: cli.broadcast_http_port.or(file.broadcast_http_port),
+            lookupd_tcp_addresses: lookupds,
+            data_path: cli
+                .data_path
+                .or(file.data_path)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            node_id,
+            mem_queue_size: positive(
+                "mem-queue-size",
+                cli.mem_queue_size.or(file.mem_queue_size).unwrap_or(10_000),
+            )? as usize,
+            max_bytes_per_file: positive(
+                "max-bytes-per-file",
+                cli.max_bytes_per_file
+                    .or(file.max_bytes_per_file)
+                    .unwrap_or(104_857_600),
+            )?,
+            sync_every: positive(
+                "sync-every",
+                cli.sync_every.or(file.sync_every).unwrap_or(2500),
+            )?,
+            sync_timeout: dur(
+                cli.sync_timeout,
+                "sync-timeout",
+                file.sync_timeout,
+                Duration::from_secs(2),
+            )?,
+            msg_timeout: dur(
+                cli.msg_timeout,
+                "msg-timeout",
+                file.msg_timeout,
+                Duration::from_secs(60),
+            )?,
+            max_msg_timeout: dur(
+                cli.max_msg_timeout,
+                "max-msg-timeout",
+                file.max_msg_timeout,
+                Duration::from_secs(900),
+            )?,
+            max_msg_size: positive(
+                "max-msg-size",
+                cli.max_msg_size.or(file.max_msg_size).unwrap_or(1_048_576),
+            )? as usize,
+            max_body_size: positive(
+                "max-body-size",
+                cli.max_body_size
+                    .or(file.max_body_size)
+                    .unwrap_or(5_242_880),
+            )? as usize,
+            max_req_timeout: dur(
+                cli.max_req_timeout,
+                "max-req-timeout",
+                file.max_req_timeout,
+                Duration::from_secs(3600),
+            )?,
+            max_rdy_count: cli.max_rdy_count.or(file.max_rdy_count).unwrap_or(2500),
+            max_heartbeat_interval: dur(
+                cli.max_heartbeat_interval,
+                "max-heartbeat-interval",
+                file.max_heartbeat_interval,
+                Duration::from_secs(60),
+            )?,
+            max_output_buffer_size: cli
+                .max_output_buffer_size
+                .or(file.max_output_buffer_size)
+                .unwrap_or(65_536),
+            max_output_buffer_timeout: dur(
+                cli.max_output_buffer_timeout,
+                "max-output-buffer-timeout",
+                file.max_output_buffer_timeout,
+                Duration::from_secs(30),
+            )?,
+            min_output_buffer_timeout: dur(
+                cli.min_output_buffer_timeout,
+                "min-output-buffer-timeout",
+                file.min_output_buffer_timeout,
+                Duration::from_millis(25),
+            )?,
+            output_buffer_timeout: dur(
+                cli.output_buffer_timeout,
+                "output-buffer-timeout",
+                file.output_buffer_timeout,
+                Duration::from_millis(250),
+            )?,
+            max_channel_consumers: cli
+                .max_channel_consumers
+                .or(file.max_channel_consumers)
+                .unwrap_or(0),
+            snappy: cli.snappy.or(file.snappy).unwrap_or(true),
+            deflate: cli.deflate.or(file.deflate).unwrap_or(true),
+            max_deflate_level: cli
+                .max_deflate_level
+                .or(file.max_deflate_level)
+                .unwrap_or(6),
+            retention_time: match cli.retention_time {
+                Some(d) => Some(d),
+                None => duration_from_config("retention-time", file.retention_time)?,
+            },
+            retention_bytes: cli.retention_bytes.or(file.retention_bytes),
+            log_level: cli
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into())
+                .to_lowercase(),
+            log_prefix: cli
+                .log_prefix
+                .or(file.log_prefix)
+                .unwrap_or_else(|| "[nsqd] ".into()),
+        };
+        if opts.max_msg_size == 0 || opts.max_msg_size > opts.max_body_size {
+            return Err(invalid(
+                "max-msg-size",
+                format!(
+                    "{} must be in 1..=--max-body-size ({})",
+                    opts.max_msg_size, opts.max_body_size
+                ),
+            ));
+        }
+        if opts.max_rdy_count < 1 {
+            return Err(invalid("max-rdy-count", "must be at least 1"));
+        }
+        if !(1..=9).contains(&opts.max_deflate_level) {
+            return Err(invalid("max-deflate-level", "must be in 1..=9"));
+        }
+        if !["debug", "info", "warn", "error", "fatal"].contains(&opts.log_level.as_str()) {
+            return Err(invalid(
+                "log-level",
+                format!(
+                    "{:?} is not one of debug, info, warn, error, fatal",
+                    opts.log_level
+                ),
+            ));
+        }
+        Ok(opts)
+    }
+
+    /// Port registered with lookupd and shown in `/info` for TCP.
+    pub fn broadcast_tcp_port(&self) -> u16 {
+        self.broadcast_tcp_port.unwrap_or(self.tcp_address.port())
+    }
+
+    /// Port registered with lookupd and shown in `/info` for HTTP.
+    pub fn broadcast_http_port(&self) -> u16 {
+        self.broadcast_http_port.unwrap_or(self.http_address.port())
+    }
+
+    /// Go-style rendering of a duration option, for `/info` and logs.
+    pub fn show(d: Duration) -> String {
+        format_duration(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<NsqdOptions, OptionsError> {
+        let argv = crate::args::normalize_go_flags(
+            std::iter::once("nsqd".to_string()).chain(args.iter().map(|s| s.to_string())),
+        );
+        NsqdOptions::resolve(Cli::try_parse_from(argv).map_err(|e| invalid("args", e.to_string()))?)
+    }
+
+    #[test]
+    fn defaults_are_nsqs() {
+        let o = parse(&[]).expect("defaults");
+        assert_eq!(o.tcp_address.port(), 4150);
+        assert_eq!(o.http_address.port(), 4151);
+        assert_eq!(
+            (o.sync_every, o.sync_timeout),
+            (2500, Duration::from_secs(2))
+        );
+        assert_eq!(
+            (o.max_msg_size, o.max_body_size, o.max_rdy_count),
+            (1_048_576, 5_242_880, 2500)
+        );
+        assert_eq!(o.msg_timeout, Duration::from_secs(60));
+        assert!(o.snappy && o.deflate);
+        assert_eq!(o.data_path, PathBuf::from("."));
+    }
+
+    #[test]
+    fn go_style_flags_and_config_file() {
+        let dir = std::env::temp_dir().join(format!("nsqd-opts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cfg = dir.join("nsqd.cfg");
+        std::fs::write(&cfg, "sync_every = 7\nmsg_timeout = \"30s\"\nnsqlookupd_tcp_addresses = [\"127.0.0.1:4160\"]\nunknown_thing = 1\n").expect("write");
+        let o = parse(&[
+            "-config",
+            cfg.to_str().expect("utf8"),
+            "-msg-timeout=5s",
+            "--snappy=false",
+            "--deflate",
+        ])
+        .expect("parse");
+        assert_eq!(o.sync_every, 7);
+        assert_eq!(
+            o.msg_timeout,
+            Duration::from_secs(5),
+            "flags win over the file"
+        );
+        assert_eq!(o.lookupd_tcp_addresses, vec!["127.0.0.1:4160"]);
+        assert!(!o.snappy && o.deflate);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        assert!(parse(&["--node-id", "5000"]).is_err());
+        assert!(parse(&["--max-msg-size", "10", "--max-body-size", "5"]).is_err());
+        assert!(parse(&["--tcp-address", "nonsense"]).is_err());
+        assert!(matches!(
+            parse(&["--tls-cert", "x.pem"]),
+            Err(OptionsError::Unsupported(_))
+        ));
+        assert!(parse(&["--log-level", "loud"]).is_err());
+    }
+}

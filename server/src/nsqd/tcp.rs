@@ -1,0 +1,655 @@
+//! The TCP protocol V2 server: one task per connection running NSQ's state machine.
+
+use super::clients::{ClientInfo, Identity};
+use super::compression::{Compression, StreamDecoder, StreamEncoder};
+use super::context::{Nsqd, PublishError};
+use super::identify::{self, IdentifyRequest, Negotiated};
+use crate::protocol::{self, Command, ProtocolError};
+use bytes::BytesMut;
+use nsq_engine::{Channel, Delivery, Error as EngineError, MessageId};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+/// How often a subscriber re-checks for deferred or requeued messages that became ready.
+const READY_POLL: Duration = Duration::from_millis(100);
+/// Messages taken from the channel per engine call.
+const TAKE_BATCH: usize = 256;
+
+/// Accepts connections until `shutdown` flips.
+pub async fn serve(listener: TcpListener, nsqd: Arc<Nsqd>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let nsqd = nsqd.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        let info = nsqd.clients.add(peer.to_string());
+                        let id = info.id;
+                        tracing::info!(client = %peer, "TCP: new client");
+                        match Connection::new(nsqd.clone(), info, stream, shutdown).run().await {
+                            Ok(()) => tracing::info!(client = %peer, "TCP: client closed"),
+                            Err(reason) => tracing::info!(client = %peer, %reason, "TCP: client closed"),
+                        }
+                        nsqd.clients.remove(id);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A subscription: the channel and the wake-up of its topic.
+struct Subscription {
+    topic: String,
+    channel: Arc<Channel>,
+    notify: Arc<Notify>,
+}
+
+/// One client connection.
+struct Connection {
+    nsqd: Arc<Nsqd>,
+    info: Arc<ClientInfo>,
+    stream: TcpStream,
+    shutdown: watch::Receiver<bool>,
+    /// Plain protocol bytes waiting to be parsed.
+    input: BytesMut,
+    /// Plain protocol bytes waiting to be written.
+    output: BytesMut,
+    decoder: Option<StreamDecoder>,
+    encoder: Option<StreamEncoder>,
+    settings: Negotiated,
+    identified: bool,
+    sub: Option<Subscription>,
+    ready: i64,
+    closing: bool,
+    /// Our view of what this client holds: id -> deadline (engine timeouts happen at the same time).
+    in_flight: HashMap<MessageId, Instant>,
+    last_heard: Instant,
+}
+
+/// Why a connection ended, for the log.
+type CloseReason = String;
+
+impl Connection {
+    fn new(
+        nsqd: Arc<Nsqd>,
+        info: Arc<ClientInfo>,
+        stream: TcpStream,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let settings = Negotiated::defaults(&nsqd.opts);
+        Connection {
+            nsqd,
+            info,
+            stream,
+            shutdown,
+            input: BytesMut::with_capacity(16 * 1024),
+            output: BytesMut::with_capacity(16 * 1024),
+            decoder: None,
+            encoder: None,
+            settings,
+            identified: false,
+            sub: None,
+            ready: 0,
+            closing: false,
+            in_flight: HashMap::new(),
+            last_heard: Instant::now(),
+        }
+    }
+
+    async fn run(mut self) -> Result<(), CloseReason> {
+        let mut magic = [0u8; 4];
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), self.stream.read_exact(&mut magic)).await;
+        match read {
+            Ok(Ok(_)) if &magic == protocol::MAGIC_V2 => {}
+            Ok(Ok(_)) => {
+                protocol::encode_error(&mut self.output, b"E_BAD_PROTOCOL bad protocol magic");
+                let _ = self.flush().await;
+                return Err(format!("bad protocol magic {magic:?}"));
+            }
+            _ => return Err("no protocol magic".to_string()),
+        }
+        let result = self.serve().await;
+        if let Err(reason) = &result {
+            if !self.output.is_empty() {
+                let _ = self.flush().await;
+            }
+            return Err(reason.clone());
+        }
+        result
+    }
+
+    fn channel_open(&self) -> bool {
+        self.sub.as_ref().is_some_and(|s| {
+            !s.channel.is_paused()
+                && !s.channel.is_deleted()
+                && self
+                    .nsqd
+                    .engine
+                    .topic(&s.topic)
+                    .is_some_and(|t| !t.is_paused())
+        })
+    }
+
+    fn can_receive(&self) -> bool {
+        !self.closing && self.ready > self.in_flight.len() as i64 && self.channel_open()
+    }
+
+    async fn serve(&mut self) -> Result<(), CloseReason> {
+        let mut raw = vec![0u8; 64 * 1024];
+        let mut heartbeat = self.settings.heartbeat;
+        let mut heartbeat_timer = heartbeat_interval(heartbeat);
+        loop {
+            if heartbeat != self.settings.heartbeat {
+                // IDENTIFY changed the interval.
+                heartbeat = self.settings.heartbeat;
+                heartbeat_timer = heartbeat_interval(heartbeat);
+            }
+            self.expire_local();
+            // Deliver what RDY allows; leave the loop's wait for when nothing more can go now.
+            let mut delivered = 0;
+            if self.can_receive() {
+                delivered = self.pump()?;
+            }
+            if self.output.len() >= self.settings.output_buffer_size.max(1)
+                || (!self.output.is_empty() && delivered == 0)
+            {
+                self.flush().await?;
+            }
+            if delivered > 0 {
+                continue;
+            }
+            if self.closing && self.in_flight.is_empty() {
+                self.flush().await?;
+                return Ok(());
+            }
+            let notify = self.sub.as_ref().map(|s| s.notify.clone());
+            let waiting = self.can_receive();
+            let notified = async {
+                match &notify {
+                    Some(n) if waiting => n.notified().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let mut notified = std::pin::pin!(notified);
+            if waiting && self.pump_probe() {
+                continue;
+            }
+            tokio::select! {
+                read = self.stream.read(&mut raw) => {
+                    let n = read.map_err(|e| format!("read error: {e}"))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.last_heard = Instant::now();
+                    self.absorb(&raw[..n])?;
+                    self.process_commands().await?;
+                }
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(READY_POLL), if self.sub.is_some() => {}
+                _ = heartbeat_timer.tick(), if heartbeat.is_some() => {
+                    let interval = heartbeat.unwrap_or_default();
+                    if self.last_heard.elapsed() > interval * 2 {
+                        return Err(format!("missed heartbeats for {:?}", self.last_heard.elapsed()));
+                    }
+                    protocol::encode_response(&mut self.output, b"_heartbeat_");
+                    self.flush().await?;
+                }
+                _ = self.shutdown.changed() => {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Whether a take would find something (after arming the wake-up, to close the race
+    /// between "nothing to take" and "a publish arrived").
+    fn pump_probe(&mut self) -> bool {
+        self.sub.as_ref().is_some_and(|s| {
+            let stats = s.channel.stats(self.nsqd.engine.now());
+            stats.depth > 0
+        })
+    }
+
+    /// Moves raw socket bytes into the plain input buffer (through decompression, if on).
+    fn absorb(&mut self, raw: &[u8]) -> Result<(), CloseReason> {
+        match &mut self.decoder {
+            Some(d) => d
+                .decode(raw, &mut self.input)
+                .map_err(|e| format!("decompression failed: {e}")),
+            None => {
+                self.input.extend_from_slice(raw);
+                Ok(())
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let plain = self.output.split();
+        let write = async {
+            match &mut self.encoder {
+                Some(e) => {
+                    let mut wire = Vec::with_capacity(plain.len() / 2 + 64);
+                    e.encode(&plain, &mut wire)
+                        .map_err(|e| format!("compression failed: {e}"))?;
+                    self.stream
+                        .write_all(&wire)
+                        .await
+                        .map_err(|e| format!("write error: {e}"))
+                }
+                None => self
+                    .stream
+                    .write_all(&plain)
+                    .await
+                    .map_err(|e| format!("write error: {e}")),
+            }
+        };
+        // A client that stops reading must not hold its connection (and our buffers) forever.
+        let limit = self
+            .settings
+            .heartbeat
+            .unwrap_or(Duration::from_secs(60))
+            .max(Duration::from_secs(1));
+        match tokio::time::timeout(limit, write).await {
+            Ok(result) => result,
+            Err(_) => Err("write timed out (client not reading)".to_string()),
+        }
+    }
+
+    /// Forgets in-flight entries whose deadline passed (the engine requeues them).
+    fn expire_local(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let before = self.in_flight.len();
+        self.in_flight.retain(|_, deadline| *deadline > now);
+        if self.in_flight.len() != before {
+            self.info
+                .in_flight_count
+                .store(self.in_flight.len() as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes messages for this client and encodes them; returns how many went out.
+    fn pump(&mut self) -> Result<usize, CloseReason> {
+        let Some(sub) = &self.sub else { return Ok(0) };
+        let room = (self.ready - self.in_flight.len() as i64).max(0) as usize;
+        let mut deliveries: Vec<Delivery> = Vec::with_capacity(room.min(TAKE_BATCH));
+        let now = self.nsqd.engine.now();
+        let timeout = self.settings.msg_timeout;
+        sub.channel
+            .take(
+                now,
+                self.info.id,
+                timeout.as_nanos() as i64,
+                room.min(TAKE_BATCH),
+                &mut deliveries,
+            )
+            .map_err(|e| format!("reading the channel failed: {e}"))?;
+        let deadline = Instant::now() + timeout;
+        let taken = deliveries.len();
+        let mut sent = 0;
+        for d in deliveries {
+            if self.settings.sample_rate > 0
+                && rand::random::<u32>() % 100 > self.settings.sample_rate as u32
+            {
+                // Not sampled: NSQ drops it for this client's channel.
+                let _ = sub.channel.finish(self.info.id, &d.id);
+                continue;
+            }
+            protocol::encode_message(
+                &mut self.output,
+                d.timestamp,
+                d.attempts,
+                d.id.as_bytes(),
+                &d.body,
+            );
+            self.in_flight.insert(d.id, deadline);
+            sent += 1;
+        }
+        self.info
+            .message_count
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        self.info
+            .in_flight_count
+            .store(self.in_flight.len() as i64, Ordering::Relaxed);
+        Ok(taken)
+    }
+
+    async fn process_commands(&mut self) -> Result<(), CloseReason> {
+        loop {
+            let limits = protocol::Limits {
+                max_msg_size: self.nsqd.opts.max_msg_size,
+                max_body_size: self.nsqd.opts.max_body_size,
+            };
+            let command = match protocol::parse_command(&mut self.input, &limits) {
+                Ok(Some(c)) => c,
+                Ok(None) => return Ok(()),
+                Err(e) => return self.fail(e),
+            };
+            if let Err(e) = self.execute(command).await? {
+                self.fail(e)?;
+            }
+        }
+    }
+
+    /// Sends an error frame; fatal errors close the connection.
+    fn fail(&mut self, e: ProtocolError) -> Result<(), CloseReason> {
+        protocol::encode_error(&mut self.output, e.to_string().as_bytes());
+        if e.is_fatal() {
+            return Err(e.to_string());
+        }
+        Ok(())
+    }
+
+    fn respond(&mut self, data: &[u8]) {
+        protocol::encode_response(&mut self.output, data);
+    }
+
+    /// Runs one command. The outer error closes the connection at once; the inner one is
+    /// sent to the client as an error frame (and closes it when fatal).
+    async fn execute(
+        &mut self,
+        command: Command,
+    ) -> Result<Result<(), ProtocolError>, CloseReason> {
+        Ok(match command {
+            Command::Nop => Ok(()),
+            Command::Identify(body) => self.identify(&body).await,
+            Command::Auth(_) => Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled")),
+            Command::Sub { topic, channel } => self.subscribe(&topic, &channel),
+            Command::Rdy(count) => self.set_ready(count),
+            Command::Fin(id) => self.finish(&id),
+            Command::Req { id, timeout_ms } => self.requeue(&id, timeout_ms),
+            Command::Touch(id) => self.touch(&id),
+            Command::Cls => {
+                self.closing = true;
+                self.ready = 0;
+                self.respond(b"CLOSE_WAIT");
+                Ok(())
+            }
+            Command::Pub { topic, body } => self.publish(&topic, &[body], 0, "PUB").await,
+            Command::Mpub { topic, bodies } => self.publish(&topic, &bodies, 0, "MPUB").await,
+            Command::Dpub {
+                topic,
+                defer_ms,
+                body,
+            } => {
+                let max = self.nsqd.opts.max_req_timeout.as_millis() as i64;
+                if defer_ms < 0 || defer_ms > max {
+                    Err(ProtocolError::fatal(
+                        "E_INVALID",
+                        &format!("DPUB timeout {defer_ms} out of range 0-{max}"),
+                    ))
+                } else {
+                    let at = self.nsqd.engine.now() + defer_ms * 1_000_000;
+                    self.publish(&topic, &[body], at, "DPUB").await
+                }
+            }
+        })
+    }
+
+    async fn identify(&mut self, body: &[u8]) -> Result<(), ProtocolError> {
+        if self.identified || self.sub.is_some() {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                "cannot IDENTIFY in current state",
+            ));
+        }
+        let request: IdentifyRequest = serde_json::from_slice(body).map_err(|_| {
+            ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body")
+        })?;
+        let negotiated = identify::negotiate(&request, &self.nsqd.opts)
+            .map_err(|m| ProtocolError::fatal("E_BAD_BODY", &format!("IDENTIFY {m}")))?;
+        self.identified = true;
+        *self
+            .info
+            .identity
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Identity {
+            client_id: negotiated.client_id.clone(),
+            hostname: negotiated.hostname.clone(),
+            user_agent: negotiated.user_agent.clone(),
+            deflate: negotiated.deflate.is_some(),
+            snappy: negotiated.snappy,
+            sample_rate: negotiated.sample_rate,
+            msg_timeout_ms: negotiated.msg_timeout.as_millis() as i64,
+        };
+        if request.feature_negotiation {
+            let answer = identify::response(&negotiated, &self.nsqd.opts).to_string();
+            self.respond(answer.as_bytes());
+        } else {
+            self.respond(b"OK");
+        }
+        let compression = match (negotiated.snappy, negotiated.deflate) {
+            (true, _) => Some(Compression::Snappy),
+            (false, Some(level)) => Some(Compression::Deflate { level }),
+            _ => None,
+        };
+        self.settings = negotiated;
+        if let Some(kind) = compression {
+            // The answer goes out uncompressed; from then on both directions are compressed,
+            // and the server confirms with one more OK inside the compressed stream.
+            if self.flush().await.is_err() {
+                return Err(ProtocolError::fatal(
+                    "E_IDENTIFY_FAILED",
+                    "IDENTIFY failed to flush",
+                ));
+            }
+            let mut decoder = StreamDecoder::new(&kind);
+            let pending = self.input.split();
+            self.encoder = Some(StreamEncoder::new(&kind));
+            let mut plain = BytesMut::new();
+            decoder.decode(&pending, &mut plain).map_err(|e| {
+                ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
+            })?;
+            self.input = plain;
+            self.decoder = Some(decoder);
+            self.respond(b"OK");
+        }
+        Ok(())
+    }
+
+    fn subscribe(&mut self, topic: &str, channel: &str) -> Result<(), ProtocolError> {
+        if self.sub.is_some() || self.closing {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                "cannot SUB in current state",
+            ));
+        }
+        let max_consumers = self.nsqd.opts.max_channel_consumers;
+        if max_consumers > 0
+            && self.nsqd.clients.subscribed_to(topic, channel).len() as i64 >= max_consumers
+        {
+            return Err(ProtocolError::fatal(
+                "E_TOO_MANY_CHANNEL_CONSUMERS",
+                &format!("channels can only have {max_consumers} consumers"),
+            ));
+        }
+        let created =
+            self.nsqd
+                .engine
+                .create_channel(topic, channel, nsq_engine::ChannelStart::Default);
+        let channel_handle = match created {
+            Ok(c) => c,
+            Err(EngineError::InvalidName(_)) => {
+                return Err(ProtocolError::fatal(
+                    "E_BAD_TOPIC",
+                    &format!("SUB topic name {topic:?} or channel name {channel:?} is not valid"),
+                ))
+            }
+            Err(e) => {
+                return Err(ProtocolError::fatal(
+                    "E_SUB_FAILED",
+                    &format!("SUB failed {e}"),
+                ))
+            }
+        };
+        *self
+            .info
+            .subscription
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some((topic.to_string(), channel.to_string()));
+        self.sub = Some(Subscription {
+            topic: topic.to_string(),
+            channel: channel_handle,
+            notify: self.nsqd.notifier(topic),
+        });
+        self.respond(b"OK");
+        Ok(())
+    }
+
+    fn set_ready(&mut self, count: i64) -> Result<(), ProtocolError> {
+        if self.closing {
+            return Ok(());
+        }
+        if self.sub.is_none() {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                "cannot RDY in current state",
+            ));
+        }
+        let max = self.nsqd.opts.max_rdy_count;
+        if count < 0 || count > max {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                &format!("RDY count {count} out of range 0-{max}"),
+            ));
+        }
+        self.ready = count;
+        self.info.ready_count.store(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn subscribed_channel(&self, verb: &str) -> Result<Arc<Channel>, ProtocolError> {
+        self.sub.as_ref().map(|s| s.channel.clone()).ok_or_else(|| {
+            ProtocolError::fatal("E_INVALID", &format!("cannot {verb} in current state"))
+        })
+    }
+
+    fn forget(&mut self, id: &MessageId) {
+        self.in_flight.remove(id);
+        self.info
+            .in_flight_count
+            .store(self.in_flight.len() as i64, Ordering::Relaxed);
+    }
+
+    fn finish(&mut self, id: &MessageId) -> Result<(), ProtocolError> {
+        let channel = self.subscribed_channel("FIN")?;
+        let result = channel.finish(self.info.id, id);
+        self.forget(id);
+        match result {
+            Ok(()) => {
+                self.info.finish_count.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(ProtocolError::non_fatal(
+                "E_FIN_FAILED",
+                &format!("FIN {id} failed {}", flight_reason(&e)),
+            )),
+        }
+    }
+
+    fn requeue(&mut self, id: &MessageId, timeout_ms: i64) -> Result<(), ProtocolError> {
+        let channel = self.subscribed_channel("REQ")?;
+        // NSQ clamps the delay to [0, --max-req-timeout].
+        let max = self.nsqd.opts.max_req_timeout.as_millis() as i64;
+        let delay_ms = timeout_ms.clamp(0, max);
+        let result = channel.requeue(
+            self.info.id,
+            id,
+            self.nsqd.engine.now(),
+            delay_ms * 1_000_000,
+        );
+        self.forget(id);
+        match result {
+            Ok(()) => {
+                self.info.requeue_count.fetch_add(1, Ordering::Relaxed);
+                if delay_ms == 0 {
+                    self.nsqd
+                        .wake(self.sub.as_ref().map_or("", |s| s.topic.as_str()));
+                }
+                Ok(())
+            }
+            Err(e) => Err(ProtocolError::non_fatal(
+                "E_REQ_FAILED",
+                &format!("REQ {id} failed {}", flight_reason(&e)),
+            )),
+        }
+    }
+
+    fn touch(&mut self, id: &MessageId) -> Result<(), ProtocolError> {
+        let channel = self.subscribed_channel("TOUCH")?;
+        let timeout = self.settings.msg_timeout;
+        match channel.touch(
+            self.info.id,
+            id,
+            self.nsqd.engine.now(),
+            timeout.as_nanos() as i64,
+        ) {
+            Ok(()) => {
+                if let Some(deadline) = self.in_flight.get_mut(id) {
+                    *deadline = Instant::now() + timeout;
+                }
+                Ok(())
+            }
+            Err(e) => Err(ProtocolError::non_fatal(
+                "E_TOUCH_FAILED",
+                &format!("TOUCH {id} failed {}", flight_reason(&e)),
+            )),
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        topic: &str,
+        bodies: &[bytes::Bytes],
+        deliver_at: i64,
+        verb: &str,
+    ) -> Result<(), ProtocolError> {
+        match self.nsqd.publish(topic, bodies, deliver_at).await {
+            Ok(_) => {
+                self.respond(b"OK");
+                Ok(())
+            }
+            Err(PublishError::BadTopic(_)) => Err(ProtocolError::fatal(
+                "E_BAD_TOPIC",
+                &format!("{verb} topic name {topic:?} is not valid"),
+            )),
+            Err(e) => Err(ProtocolError::fatal(
+                &format!("E_{verb}_FAILED"),
+                &format!("{verb} failed {e}"),
+            )),
+        }
+    }
+}
+
+/// A ticker for heartbeats; its first tick is one interval from now.
+fn heartbeat_interval(heartbeat: Option<Duration>) -> tokio::time::Interval {
+    let period = heartbeat.unwrap_or(Duration::from_secs(3600));
+    tokio::time::interval_at(tokio::time::Instant::now() + period, period)
+}
+
+fn flight_reason(e: &EngineError) -> &'static str {
+    match e {
+        EngineError::NotOwner(_) => "client does not own message",
+        _ => "message ID not in flight",
+    }
+}

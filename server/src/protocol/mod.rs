@@ -1,0 +1,27 @@
+//! NSQ's wire protocols as bytes: the V2 client protocol (commands in, frames out) and the
+//! helpers the HTTP API shares with it. Pure functions over buffers, no I/O, so the server,
+//! the client library and the fuzzers all use the same code.
+
+mod command;
+mod error;
+mod frame;
+mod mpub;
+
+pub use command::{parse_command, Command, Limits, MAX_LINE};
+pub use error::ProtocolError;
+pub use frame::{
+    decode_frame, encode_error, encode_message, encode_response, Frame, FrameError, FrameType,
+    MESSAGE_HEADER_LEN,
+};
+pub use mpub::{parse_mpub_body, split_http_mpub, HttpMpubError, MpubError};
+
+/// What a V2 client sends first.
+pub const MAGIC_V2: &[u8; 4] = b"  V2";
+
+/// What nsqd sends first to nsqlookupd.
+pub const MAGIC_V1: &[u8; 4] = b"  V1";
+
+/// Whether `name` is a valid topic or channel name under NSQ's rules.
+pub fn is_valid_name(name: &str) -> bool {
+    nsq_engine::name::is_valid(name)
+}
