@@ -1,5 +1,6 @@
 //! One-line-per-event logs through tracing, with NSQ's `--log-level` and `--log-prefix`.
 
+use std::io::IsTerminal;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
@@ -7,10 +8,9 @@ struct Prefixed(String);
 
 impl FormatTime for Prefixed {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        write!(w, "{}{}.{:03}", self.0, now.as_secs(), now.subsec_millis())
+        // NSQ's layout: `[nsqd] 2006/01/02 15:04:05.000000`, in UTC.
+        let now = chrono::Utc::now();
+        write!(w, "{}{}", self.0, now.format("%Y/%m/%d %H:%M:%S%.6f"))
     }
 }
 
@@ -26,6 +26,7 @@ pub fn init(level: &str, prefix: &str) {
         .with_max_level(filter)
         .with_timer(Prefixed(prefix.to_string()))
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

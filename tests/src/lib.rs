@@ -1,4 +1,13 @@
-//! End-to-end tests of the project's binaries with real NSQ clients (tokio-nsq, pynsq), crash
-//! tests that `kill -9` a real nsqd, and fault tests. They need the `nsqd` binary, which
-//! arrives with the server; until then the engine's own tests (in `engine/tests`) cover the
-//! storage layer end to end on a simulated and a real disk.
+//! End-to-end test harness: starts the project's real binaries on loopback ports the test
+//! picks, talks to them over raw TCP and HTTP, and kills what it started.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`, which `tests/run.sh`
+//! does); they are looked up next to the test executable's `target/<profile>` directory.
+
+pub mod http;
+pub mod process;
+pub mod raw;
+
+pub use http::{http_get, http_post, http_request, HttpReply};
+pub use process::{binary, free_port, Nsqd};
+pub use raw::RawClient;

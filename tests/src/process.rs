@@ -1,0 +1,168 @@
+//! Starting, stopping and killing real server processes.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The path of one of the workspace's binaries (built by `cargo build --workspace --bins`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A running `nsqd` on its own data directory and loopback ports.
+pub struct Nsqd {
+    child: Option<Child>,
+    data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    log: PathBuf,
+    /// `--tcp-address`.
+    pub tcp: SocketAddr,
+    /// `--http-address`.
+    pub http: SocketAddr,
+    extra: Vec<String>,
+}
+
+impl Nsqd {
+    /// Starts nsqd on a fresh temporary data directory with `extra` flags.
+    pub fn start(extra: &[&str]) -> Nsqd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let mut nsqd = Nsqd::on(&data, extra);
+        nsqd._dir = Some(dir);
+        nsqd
+    }
+
+    /// Starts nsqd on an existing data directory (not deleted on drop).
+    pub fn on(data: &Path, extra: &[&str]) -> Nsqd {
+        let mut nsqd = Nsqd {
+            child: None,
+            data: data.to_path_buf(),
+            _dir: None,
+            log: data.with_extension("log"),
+            tcp: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        nsqd.spawn();
+        nsqd
+    }
+
+    /// The data directory.
+    pub fn data_path(&self) -> &Path {
+        &self.data
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(binary("nsqd"))
+            .arg("--data-path")
+            .arg(&self.data)
+            .arg(format!("--tcp-address={}", self.tcp))
+            .arg(format!("--http-address={}", self.http))
+            .arg("--broadcast-address=127.0.0.1")
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn nsqd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("nsqd exited during start ({status}):\n{}", self.log());
+                }
+            }
+            if crate::http_get(&self.url("/ping")).status == 200 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nsqd did not answer /ping within 15 s:\n{}", self.log());
+    }
+
+    /// `kill -9`, then wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("nsqd is running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("nsqd did not exit within 20 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the process again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop nsqd before restarting it");
+        self.spawn();
+    }
+}
+
+impl Drop for Nsqd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
