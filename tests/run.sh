@@ -4,5 +4,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Real Python clients for the end-to-end tests (tests/tests/pynsq.rs), in a venv under target/
+# that is reused while it holds exactly these pins.
+PYNSQ=pynsq==0.9.1
+TORNADO=tornado==6.4.2
+SNAPPY=python-snappy==0.7.3
+PYENV="$PWD/target/pyenv"
+pyenv_ready() {
+    "$PYENV/bin/python" - <<'EOF' 2>/dev/null
+import importlib.metadata as m
+assert m.version("pynsq") == "0.9.1" and m.version("tornado") == "6.4.2"
+EOF
+}
+if ! pyenv_ready; then
+    echo "setting up $PYENV ($PYNSQ, $TORNADO)"
+    python3 -m venv --clear "$PYENV"
+    "$PYENV/bin/pip" install --quiet --disable-pip-version-check "$PYNSQ" "$TORNADO"
+    # Snappy is optional: pynsq's snappy test is skipped (with a note) when it is missing.
+    "$PYENV/bin/pip" install --quiet --disable-pip-version-check "$SNAPPY" ||
+        echo "note: $SNAPPY did not install; pynsq's snappy test will be skipped"
+    pyenv_ready
+fi
+export NSQ_TEST_PYTHON="$PYENV/bin/python"
+
 cargo build --workspace --bins
 cargo test --workspace

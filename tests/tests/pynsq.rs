@@ -1,0 +1,164 @@
+//! pynsq 0.9.1 (NSQ's official Python client, which nobody here wrote) against our nsqd:
+//! its Writer publishes with PUB and MPUB, its Reader consumes with max_in_flight > 1, REQs
+//! failures (with and without pynsq's backoff) and negotiates deflate and snappy.
+//!
+//! The Python side is `tests/py/roundtrip.py`, run with the interpreter in `NSQ_TEST_PYTHON`
+//! (`tests/run.sh` sets up a venv with the pinned packages and exports it), else
+//! `target/pyenv/bin/python`. A missing interpreter fails the tests: they never pass silently.
+
+use nsq_tests::Nsqd;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn python() -> PathBuf {
+    let path = match std::env::var_os("NSQ_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join("target/pyenv/bin/python"),
+    };
+    assert!(
+        path.exists(),
+        "no Python with pynsq at {}: run `bash tests/run.sh` (it creates target/pyenv with \
+         pynsq) or set NSQ_TEST_PYTHON to a python that has pynsq==0.9.1 installed",
+        path.display()
+    );
+    path
+}
+
+fn has_module(module: &str) -> bool {
+    Command::new(python())
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs `roundtrip.py` against `nsqd` and returns its JSON report (panics with its output when
+/// it fails).
+fn roundtrip(nsqd: &Nsqd, topic: &str, args: &[&str]) -> Value {
+    let script = workspace_root().join("tests/py/roundtrip.py");
+    let output = Command::new(python())
+        .arg(&script)
+        .arg("--nsqd")
+        .arg(nsqd.tcp.to_string())
+        .args(["--topic", topic, "--deadline", "40"])
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "pynsq round trip failed ({}):\nstdout: {stdout}\nstderr: {stderr}\nnsqd log:\n{}",
+        output.status,
+        nsqd.log()
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stdout}\n{stderr}"));
+    println!("{topic}: {report}");
+    report
+}
+
+fn assert_all_finished(report: &Value, count: u64, deliveries: u64) {
+    assert_eq!(report["published_ok"], count, "{report}");
+    assert_eq!(report["finished"], count, "{report}");
+    assert_eq!(report["unexpected"], serde_json::json!([]), "{report}");
+    assert_eq!(report["deliveries"], deliveries, "no duplicates: {report}");
+}
+
+#[test]
+fn writer_pub_and_mpub_reader_receives_exactly_those() {
+    let nsqd = Nsqd::start(&[]);
+    let report = roundtrip(
+        &nsqd,
+        "pynsq_plain",
+        &["--count", "1000", "--max-in-flight", "50"],
+    );
+    assert_all_finished(&report, 1000, 1000);
+    assert_eq!(report["attempt_sequences"], serde_json::json!(["[1]"]));
+}
+
+#[test]
+fn failed_messages_are_redelivered_with_growing_attempts() {
+    let nsqd = Nsqd::start(&[]);
+    // REQ without backoff: every message is seen with attempts 1, 2, 3 and finished on the 3rd.
+    let report = roundtrip(
+        &nsqd,
+        "pynsq_req",
+        &[
+            "--count",
+            "60",
+            "--max-in-flight",
+            "10",
+            "--fail-attempts",
+            "2",
+        ],
+    );
+    assert_all_finished(&report, 60, 180);
+    assert_eq!(
+        report["attempt_sequences"],
+        serde_json::json!(["[1, 2, 3]"])
+    );
+
+    // Returning False from the handler: REQ plus pynsq's backoff (RDY 0, then RDY 1 probes).
+    let report = roundtrip(
+        &nsqd,
+        "pynsq_backoff",
+        &[
+            "--count",
+            "6",
+            "--max-in-flight",
+            "4",
+            "--fail-attempts",
+            "1",
+            "--backoff",
+        ],
+    );
+    assert_all_finished(&report, 6, 12);
+    assert_eq!(report["attempt_sequences"], serde_json::json!(["[1, 2]"]));
+}
+
+#[test]
+fn deflate_connections_work() {
+    let nsqd = Nsqd::start(&[]);
+    let report = roundtrip(
+        &nsqd,
+        "pynsq_deflate",
+        &["--count", "300", "--max-in-flight", "20", "--deflate"],
+    );
+    assert_all_finished(&report, 300, 300);
+    assert_eq!(report["negotiated"]["deflate"], true, "{report}");
+}
+
+#[test]
+fn snappy_connections_work() {
+    if !has_module("snappy") {
+        // tests/run.sh installs python-snappy from PyPI when it can; say so rather than fail.
+        eprintln!("note: skipping pynsq snappy test: python-snappy is not installed");
+        return;
+    }
+    let nsqd = Nsqd::start(&[]);
+    let report = roundtrip(
+        &nsqd,
+        "pynsq_snappy",
+        &[
+            "--count",
+            "300",
+            "--max-in-flight",
+            "20",
+            "--snappy",
+            "--fail-attempts",
+            "1",
+        ],
+    );
+    assert_all_finished(&report, 300, 600);
+    assert_eq!(report["negotiated"]["snappy"], true, "{report}");
+}
