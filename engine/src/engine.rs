@@ -14,7 +14,7 @@ use crate::storage::Storage;
 use crate::topic::Topic;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// An open data directory. Dropping it without [`Engine::close`] is what a crash looks like
@@ -29,6 +29,9 @@ pub struct Engine {
     admin: Mutex<()>,
     events: Vec<RecoveryEvent>,
     last_persist: AtomicI64,
+    /// Bumped whenever a topic or channel is created or deleted, so watchers (nsqd's lookupd
+    /// registration) notice changes without diffing on every poll.
+    topology_generation: AtomicU64,
 }
 
 /// What one [`Engine::tick`] did.
@@ -111,6 +114,7 @@ impl Engine {
             admin: Mutex::new(()),
             events,
             last_persist: AtomicI64::new(now),
+            topology_generation: AtomicU64::new(0),
         };
         if meta_changed {
             engine.store_meta()?;
@@ -170,6 +174,15 @@ impl Engine {
         log_config(&self.options)
     }
 
+    /// A number that changes whenever a topic or channel is created or deleted.
+    pub fn topology_generation(&self) -> u64 {
+        self.topology_generation.load(Ordering::Acquire)
+    }
+
+    fn topology_changed(&self) {
+        self.topology_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Returns the topic, creating it if it does not exist.
     pub fn create_topic(&self, topic: &str) -> Result<Arc<Topic>> {
         if let Some(t) = self.topic(topic) {
@@ -222,6 +235,7 @@ impl Engine {
             )
         };
         let created = Arc::new(created);
+        self.topology_changed();
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -244,6 +258,7 @@ impl Engine {
             return Err(Error::TopicNotFound(topic.to_string()));
         };
         removed.mark_deleted();
+        self.topology_changed();
         for channel in removed.channels() {
             channel.mark_deleted();
         }
@@ -308,6 +323,7 @@ impl Engine {
         // Cursor file first, then the metadata naming it: a crash between leaves a stray
         // cursor file that the next open removes.
         created.persist()?;
+        self.topology_changed();
         t.channels
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -334,6 +350,7 @@ impl Engine {
             return Err(Error::ChannelNotFound(channel.to_string()));
         };
         removed.mark_deleted();
+        self.topology_changed();
         if removed.is_ephemeral() {
             return Ok(());
         }

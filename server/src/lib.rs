@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod logging;
+pub mod lookupd;
 pub mod nsqd;
 pub mod protocol;
 pub mod signals;

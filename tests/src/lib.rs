@@ -5,9 +5,11 @@
 //! does); they are looked up next to the test executable's `target/<profile>` directory.
 
 pub mod http;
+pub mod lookupd;
 pub mod process;
 pub mod raw;
 
 pub use http::{http_get, http_post, http_request, HttpReply};
+pub use lookupd::Nsqlookupd;
 pub use process::{binary, free_port, Nsqd};
 pub use raw::RawClient;

@@ -6,6 +6,7 @@ pub mod compression;
 pub mod context;
 pub mod http;
 pub mod identify;
+pub mod lookup;
 pub mod options;
 pub mod stats;
 pub mod tcp;
@@ -78,11 +79,6 @@ pub fn engine_options(opts: &NsqdOptions) -> EngineOptions {
 /// Runs nsqd until `shutdown` resolves, then stops accepting, closes clients, fsyncs the
 /// logs and persists every cursor.
 pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Result<(), NsqdError> {
-    if !opts.lookupd_tcp_addresses.is_empty() {
-        return Err(NsqdError::Unsupported(
-            "--lookupd-tcp-address is not supported by this nsqd yet".to_string(),
-        ));
-    }
     let engine =
         tokio::task::block_in_place(|| Engine::open(&opts.data_path, engine_options(&opts)))?;
     for event in engine.recovery_events() {
@@ -102,8 +98,18 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
         })?;
     tracing::info!("TCP: listening on {}", opts.tcp_address);
     tracing::info!("HTTP: listening on {}", opts.http_address);
+    let advertised = lookup::Advertised {
+        address: opts.broadcast_address.clone(),
+        tcp_port: opts
+            .broadcast_tcp_port
+            .unwrap_or_else(|| tcp.local_addr().map_or(opts.tcp_address.port(), |a| a.port())),
+        http_port: opts
+            .broadcast_http_port
+            .unwrap_or_else(|| http.local_addr().map_or(opts.http_address.port(), |a| a.port())),
+    };
     let nsqd = Arc::new(Nsqd::new(Arc::new(engine), opts));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let lookup_task = tokio::spawn(lookup::run(nsqd.clone(), advertised, stop_rx.clone()));
 
     let tcp_task = tokio::spawn(tcp::serve(tcp, nsqd.clone(), stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
@@ -123,6 +129,7 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     let _ = tcp_task.await;
     let _ = http_task.await;
     let _ = housekeeping.await;
+    let _ = lookup_task.await;
     // Give connection tasks a moment to flush their last frames.
     tokio::time::sleep(Duration::from_millis(50)).await;
     tokio::task::block_in_place(|| nsqd.engine.flush())?;

@@ -5,6 +5,7 @@
 mod command;
 mod error;
 mod frame;
+mod lookup;
 mod mpub;
 
 pub use command::{parse_command, Command, Limits, MAX_LINE};
@@ -13,6 +14,7 @@ pub use frame::{
     decode_frame, encode_error, encode_message, encode_response, Frame, FrameError, FrameType,
     MESSAGE_HEADER_LEN,
 };
+pub use lookup::{decode_lookup_reply, LookupCommand};
 pub use mpub::{parse_mpub_body, split_http_mpub, HttpMpubError, MpubError};
 
 /// What a V2 client sends first.
@@ -24,4 +26,9 @@ pub const MAGIC_V1: &[u8; 4] = b"  V1";
 /// Whether `name` is a valid topic or channel name under NSQ's rules.
 pub fn is_valid_name(name: &str) -> bool {
     nsq_engine::name::is_valid(name)
+}
+
+/// Whether `name` ends in `#ephemeral`.
+pub fn is_ephemeral(name: &str) -> bool {
+    nsq_engine::name::is_ephemeral(name)
 }
