@@ -7,6 +7,7 @@
 pub mod http;
 pub mod lookupd;
 pub mod process;
+pub mod python;
 pub mod raw;
 
 pub use http::{http_get, http_post, http_request, HttpReply};
