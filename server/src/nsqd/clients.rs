@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// What a connection tells the registry about itself; updated by the connection's task.
@@ -28,22 +28,43 @@ pub struct ClientInfo {
     pub finish_count: AtomicU64,
     /// REQs.
     pub requeue_count: AtomicU64,
+    /// Set by CLS.
+    pub closing: AtomicBool,
+    /// Messages published, per topic.
+    pub pub_counts: Mutex<BTreeMap<String, u64>>,
 }
 
 /// The IDENTIFY facts `/stats` reports.
 #[derive(Debug, Default, Clone)]
 pub struct Identity {
+    /// `client_id` (NSQ's default before IDENTIFY: the peer's host).
     pub client_id: String,
+    /// `hostname` (same default).
     pub hostname: String,
+    /// `user_agent`.
     pub user_agent: String,
+    /// Deflate negotiated.
     pub deflate: bool,
+    /// Snappy negotiated.
     pub snappy: bool,
+    /// `sample_rate`.
     pub sample_rate: i32,
+    /// Negotiated message timeout.
     pub msg_timeout_ms: i64,
 }
 
-/// One client in `/stats` JSON (NSQ's field names).
+/// One topic a client published to, in `/stats` `pub_counts`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PubCount {
+    /// The topic.
+    pub topic: String,
+    /// Messages published to it by this client.
+    pub count: u64,
+}
+
+/// One client in `/stats` JSON (NSQ's field names and order).
 #[derive(Debug, Serialize)]
+#[allow(missing_docs)]
 pub struct ClientStats {
     pub client_id: String,
     pub hostname: String,
@@ -60,34 +81,72 @@ pub struct ClientStats {
     pub deflate: bool,
     pub snappy: bool,
     pub user_agent: String,
+    /// Absent when empty, as NSQ's `omitempty`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pub_counts: Vec<PubCount>,
     pub tls: bool,
     pub tls_cipher_suite: &'static str,
     pub tls_version: &'static str,
     pub tls_negotiated_protocol: &'static str,
     pub tls_negotiated_protocol_is_mutual: bool,
-    pub pub_counts: Vec<serde_json::Value>,
 }
 
 impl ClientInfo {
-    /// The client as `/stats` shows it.
-    pub fn stats(&self) -> ClientStats {
+    /// Counts a successful publish of `count` messages to `topic`.
+    pub fn published(&self, topic: &str, count: u64) {
+        let mut counts = self.pub_counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(topic.to_string()).or_default() += count;
+    }
+
+    /// Whether this client has published to `topic` (any topic when `None`).
+    pub fn has_published(&self, topic: Option<&str>) -> bool {
+        let counts = self.pub_counts.lock().unwrap_or_else(|e| e.into_inner());
+        match topic {
+            Some(t) => counts.contains_key(t),
+            None => !counts.is_empty(),
+        }
+    }
+
+    /// Whether the client is subscribed to a channel.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscription
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// The client as `/stats` shows it; `pub_topic` limits `pub_counts` to one topic.
+    pub fn stats(&self, pub_topic: Option<&str>) -> ClientStats {
         let identity = self
             .identity
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let subscribed = self
-            .subscription
-            .read()
+        // NSQ's states: init 0, subscribed 3, closing 4.
+        let state = if self.closing.load(Ordering::Relaxed) {
+            4
+        } else if self.is_subscribed() {
+            3
+        } else {
+            0
+        };
+        let pub_counts = self
+            .pub_counts
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some();
+            .iter()
+            .filter(|(t, _)| pub_topic.is_none_or(|p| p == t.as_str()))
+            .map(|(topic, &count)| PubCount {
+                topic: topic.clone(),
+                count,
+            })
+            .collect();
         ClientStats {
             client_id: identity.client_id,
             hostname: identity.hostname,
             version: "V2",
             remote_address: self.remote_address.clone(),
-            // NSQ's stateSubscribed = 3, stateConnected = 1.
-            state: if subscribed { 3 } else { 1 },
+            state,
             ready_count: self.ready_count.load(Ordering::Relaxed),
             in_flight_count: self.in_flight_count.load(Ordering::Relaxed),
             message_count: self.message_count.load(Ordering::Relaxed),
@@ -98,12 +157,12 @@ impl ClientInfo {
             deflate: identity.deflate,
             snappy: identity.snappy,
             user_agent: identity.user_agent,
+            pub_counts,
             tls: false,
             tls_cipher_suite: "",
             tls_version: "",
             tls_negotiated_protocol: "",
             tls_negotiated_protocol_is_mutual: false,
-            pub_counts: Vec::new(),
         }
     }
 }
@@ -123,10 +182,19 @@ impl ClientRegistry {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        // NSQ names a client by its peer's host until IDENTIFY says otherwise.
+        let host = remote_address
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| remote_address.clone(), |a| a.ip().to_string());
         let info = Arc::new(ClientInfo {
             id,
             remote_address,
             connect_ts,
+            identity: RwLock::new(Identity {
+                client_id: host.clone(),
+                hostname: host,
+                ..Identity::default()
+            }),
             ..ClientInfo::default()
         });
         self.clients

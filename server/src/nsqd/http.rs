@@ -23,10 +23,14 @@ const NSQ_CONTENT_TYPE: &str = "nsq; version=1.0";
 pub enum Reply {
     /// 200 with a plain-text body.
     Text(&'static str),
+    /// 200 with a plain-text body of ours.
+    String(String),
     /// 200 with an empty body.
     Empty,
     /// 200 with a JSON body.
     Json(serde_json::Value),
+    /// 200 with JSON already serialized (keeps a struct's field order, as NSQ's Go structs).
+    JsonText(String),
     /// An error status with NSQ's error text.
     Error(StatusCode, &'static str),
     /// An error status with a text of ours.
@@ -37,12 +41,14 @@ impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let (status, content_type, body) = match self {
             Reply::Text(t) => (StatusCode::OK, "text/plain; charset=utf-8", t.to_string()),
+            Reply::String(t) => (StatusCode::OK, "text/plain; charset=utf-8", t),
             Reply::Empty => (StatusCode::OK, "text/plain; charset=utf-8", String::new()),
             Reply::Json(v) => (
                 StatusCode::OK,
                 "application/json; charset=utf-8",
                 v.to_string(),
             ),
+            Reply::JsonText(t) => (StatusCode::OK, "application/json; charset=utf-8", t),
             Reply::Error(s, m) => (
                 s,
                 "application/json; charset=utf-8",
@@ -83,14 +89,20 @@ fn internal(e: impl std::fmt::Display) -> Reply {
 /// The router, mounted on `--http-address`.
 pub fn router(nsqd: Arc<Nsqd>) -> Router {
     Router::new()
-        .route("/ping", get(ping))
-        .route("/info", get(info))
-        .route("/stats", get(stats_handler))
+        .route("/ping", get_only(ping))
+        .route("/info", get_only(info))
+        .route("/stats", get_only(stats_handler))
         .route("/pub", post_only(publish))
         .route("/mpub", post_only(multi_publish))
         .route("/topic/{action}", any(topic_action))
         .route("/channel/{action}", any(channel_action))
-        .route("/config/{option}", get(get_config))
+        .route(
+            "/config/{option}",
+            get(get_config)
+                .put(put_config)
+                .head(config_method_not_allowed)
+                .fallback(config_method_not_allowed),
+        )
         .fallback(|| async { not_found("NOT_FOUND") })
         .with_state(nsqd)
 }
@@ -105,9 +117,33 @@ where
 }
 
 async fn method_not_allowed_post() -> Response {
+    method_not_allowed("OPTIONS, POST")
+}
+
+/// A GET route that answers other methods (HEAD included, as NSQ's router does) with 405.
+fn get_only<H, T>(handler: H) -> MethodRouter<Arc<Nsqd>>
+where
+    H: Handler<T, Arc<Nsqd>>,
+    T: 'static,
+{
+    get(handler)
+        .head(method_not_allowed_get)
+        .fallback(method_not_allowed_get)
+}
+
+async fn method_not_allowed_get() -> Response {
+    method_not_allowed("GET, OPTIONS")
+}
+
+async fn config_method_not_allowed() -> Response {
+    method_not_allowed("GET, OPTIONS, PUT")
+}
+
+/// NSQ's 405: JSON message plus the `Allow` header.
+fn method_not_allowed(allow: &'static str) -> Response {
     let mut r = Reply::Error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").into_response();
     r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 
@@ -118,20 +154,43 @@ async fn ping(State(nsqd): Shared) -> Reply {
     }
 }
 
+/// `/info`, in NSQ's field order.
+#[derive(serde::Serialize)]
+struct Info {
+    version: &'static str,
+    broadcast_address: String,
+    hostname: String,
+    http_port: u16,
+    tcp_port: u16,
+    start_time: i64,
+    max_heartbeat_interval: u64,
+    max_output_buffer_size: i64,
+    max_output_buffer_timeout: u64,
+    max_deflate_level: i64,
+}
+
+/// Serializes `value` keeping its field order.
+fn json_text(value: &impl serde::Serialize) -> Reply {
+    match serde_json::to_string(value) {
+        Ok(t) => Reply::JsonText(t),
+        Err(e) => internal(e),
+    }
+}
+
 async fn info(State(nsqd): Shared) -> Reply {
     let o = &nsqd.opts;
-    Reply::Json(serde_json::json!({
-        "version": super::VERSION,
-        "broadcast_address": o.broadcast_address,
-        "hostname": super::options::hostname(),
-        "http_port": o.broadcast_http_port(),
-        "tcp_port": o.broadcast_tcp_port(),
-        "start_time": nsqd.start_time,
-        "max_heartbeat_interval": o.max_heartbeat_interval.as_nanos() as u64,
-        "max_output_buffer_size": o.max_output_buffer_size,
-        "max_output_buffer_timeout": o.max_output_buffer_timeout.as_nanos() as u64,
-        "max_deflate_level": o.max_deflate_level,
-    }))
+    json_text(&Info {
+        version: super::VERSION,
+        broadcast_address: o.broadcast_address.clone(),
+        hostname: super::options::hostname(),
+        http_port: o.broadcast_http_port(),
+        tcp_port: o.broadcast_tcp_port(),
+        start_time: nsqd.start_time,
+        max_heartbeat_interval: o.max_heartbeat_interval.as_nanos() as u64,
+        max_output_buffer_size: o.max_output_buffer_size,
+        max_output_buffer_timeout: o.max_output_buffer_timeout.as_nanos() as u64,
+        max_deflate_level: o.max_deflate_level,
+    })
 }
 
 fn flag(params: &HashMap<String, String>, key: &str, default: bool) -> bool {
@@ -147,16 +206,23 @@ async fn stats_handler(State(nsqd): Shared, Query(params): Params) -> Response {
     };
     let stats = stats::collect(&nsqd, &query);
     match params.get("format").map(String::as_str) {
-        Some("json") => match serde_json::to_value(&stats) {
-            Ok(v) => Reply::Json(v).into_response(),
-            Err(e) => internal(e).into_response(),
-        },
+        Some("json") => json_text(&stats).into_response(),
         _ => {
-            let uptime = nsqd.engine.now() / 1_000_000_000 - nsqd.start_time;
-            let mut r = (StatusCode::OK, stats::render_text(&stats, uptime)).into_response();
+            let now_ns = nsqd.engine.now();
+            let uptime_ns = (now_ns - nsqd.start_time.saturating_mul(1_000_000_000)).max(0);
+            let text = stats::render_text(
+                &stats,
+                std::time::Duration::from_nanos(uptime_ns as u64),
+                now_ns / 1_000_000_000,
+            );
+            let mut r = (StatusCode::OK, text).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                "X-NSQ-Content-Type",
+                HeaderValue::from_static(NSQ_CONTENT_TYPE),
             );
             r
         }
@@ -252,13 +318,7 @@ fn engine_error(e: EngineError) -> Reply {
 }
 
 fn require_post(method: &Method) -> Option<Response> {
-    (method != Method::POST).then(|| {
-        let mut r =
-            Reply::Error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").into_response();
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
-        r
-    })
+    (method != Method::POST).then(|| method_not_allowed("OPTIONS, POST"))
 }
 
 async fn topic_action(
@@ -273,14 +333,18 @@ async fn topic_action(
     if let Some(r) = require_post(&method) {
         return r;
     }
-    let invalid = if action == "create" {
-        "INVALID_TOPIC"
-    } else {
-        "INVALID_ARG_TOPIC"
-    };
-    let topic = match topic_param(&params, invalid) {
-        Ok(t) => t,
-        Err(r) => return r.into_response(),
+    // NSQ checks the name for create and empty; delete and (un)pause only look it up, so
+    // an invalid name is simply not found.
+    let topic = match params.get("topic") {
+        None => return bad("MISSING_ARG_TOPIC").into_response(),
+        Some(t) if !name::is_valid(t) => {
+            return if action == "create" || action == "empty" {
+                bad("INVALID_TOPIC").into_response()
+            } else {
+                not_found("TOPIC_NOT_FOUND").into_response()
+            };
+        }
+        Some(t) => t.clone(),
     };
     let engine = &nsqd.engine;
     let result = match action.as_str() {
@@ -342,19 +406,75 @@ async fn channel_action(
     }
 }
 
+/// A duration the way NSQ's `/config` shows it: Go nanoseconds.
+fn nanos(d: std::time::Duration) -> serde_json::Value {
+    serde_json::json!(d.as_nanos() as u64)
+}
+
+/// The value of one option under NSQ's config name, or `None` when there is no such option.
+fn config_value(nsqd: &Nsqd, option: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let o = &nsqd.opts;
+    Some(match option {
+        "nsqlookupd_tcp_addresses" => json!(*nsqd
+            .lookupd_addresses
+            .read()
+            .unwrap_or_else(|e| e.into_inner())),
+        "log_level" => json!(super::log_level_number(&o.log_level)),
+        "log_prefix" => json!(o.log_prefix),
+        "tcp_address" => json!(o.tcp_address.to_string()),
+        "http_address" => json!(o.http_address.to_string()),
+        "broadcast_address" => json!(o.broadcast_address),
+        "broadcast_tcp_port" => json!(o.broadcast_tcp_port()),
+        "broadcast_http_port" => json!(o.broadcast_http_port()),
+        "data_path" => json!(o.data_path.display().to_string()),
+        "id" => json!(o.node_id),
+        "mem_queue_size" => json!(o.mem_queue_size),
+        "max_bytes_per_file" => json!(o.max_bytes_per_file),
+        "sync_every" => json!(o.sync_every),
+        "sync_timeout" => nanos(o.sync_timeout),
+        "msg_timeout" => nanos(o.msg_timeout),
+        "max_msg_timeout" => nanos(o.max_msg_timeout),
+        "max_msg_size" => json!(o.max_msg_size),
+        "max_body_size" => json!(o.max_body_size),
+        "max_req_timeout" => nanos(o.max_req_timeout),
+        "max_rdy_count" => json!(o.max_rdy_count),
+        "max_heartbeat_interval" => nanos(o.max_heartbeat_interval),
+        "max_output_buffer_size" => json!(o.max_output_buffer_size),
+        "max_output_buffer_timeout" => nanos(o.max_output_buffer_timeout),
+        "min_output_buffer_timeout" => nanos(o.min_output_buffer_timeout),
+        "output_buffer_timeout" => nanos(o.output_buffer_timeout),
+        "max_channel_consumers" => json!(o.max_channel_consumers),
+        "snappy" => json!(o.snappy),
+        "deflate" => json!(o.deflate),
+        "max_deflate_level" => json!(o.max_deflate_level),
+        _ => return None,
+    })
+}
+
+/// `GET /config/:opt`: strings as plain text, everything else as JSON, as NSQ answers.
 async fn get_config(State(nsqd): Shared, Path(option): Path<String>) -> Reply {
+    match config_value(&nsqd, &option) {
+        Some(serde_json::Value::String(s)) => Reply::String(s),
+        Some(v) => Reply::Json(v),
+        None => bad("INVALID_OPTION"),
+    }
+}
+
+/// `PUT /config/:opt`: NSQ lets `nsqlookupd_tcp_addresses` and `log_level` change at run
+/// time. Only the lookupd list is changeable here (the log filter is fixed at start).
+async fn put_config(State(nsqd): Shared, Path(option): Path<String>, body: Bytes) -> Reply {
     match option.as_str() {
         "nsqlookupd_tcp_addresses" => {
-            let addresses = nsqd
+            let Ok(addresses) = serde_json::from_slice::<Vec<String>>(&body) else {
+                return bad("INVALID_VALUE");
+            };
+            *nsqd
                 .lookupd_addresses
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = addresses.clone();
             Reply::Json(serde_json::json!(addresses))
         }
-        "log_level" => Reply::Json(serde_json::json!(super::log_level_number(
-            &nsqd.opts.log_level
-        ))),
         _ => bad("INVALID_OPTION"),
     }
 }

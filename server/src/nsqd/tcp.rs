@@ -70,7 +70,6 @@ struct Connection {
     decoder: Option<StreamDecoder>,
     encoder: Option<StreamEncoder>,
     settings: Negotiated,
-    identified: bool,
     sub: Option<Subscription>,
     ready: i64,
     closing: bool,
@@ -100,7 +99,6 @@ impl Connection {
             decoder: None,
             encoder: None,
             settings,
-            identified: false,
             sub: None,
             ready: 0,
             closing: false,
@@ -116,7 +114,7 @@ impl Connection {
         match read {
             Ok(Ok(_)) if &magic == protocol::MAGIC_V2 => {}
             Ok(Ok(_)) => {
-                protocol::encode_error(&mut self.output, b"E_BAD_PROTOCOL bad protocol magic");
+                protocol::encode_error(&mut self.output, b"E_BAD_PROTOCOL");
                 let _ = self.flush().await;
                 return Err(format!("bad protocol magic {magic:?}"));
             }
@@ -171,10 +169,6 @@ impl Connection {
             }
             if delivered > 0 {
                 continue;
-            }
-            if self.closing && self.in_flight.is_empty() {
-                self.flush().await?;
-                return Ok(());
             }
             let notify = self.sub.as_ref().map(|s| s.notify.clone());
             let waiting = self.can_receive();
@@ -379,12 +373,7 @@ impl Connection {
             Command::Fin(id) => self.finish(&id),
             Command::Req { id, timeout_ms } => self.requeue(&id, timeout_ms),
             Command::Touch(id) => self.touch(&id),
-            Command::Cls => {
-                self.closing = true;
-                self.ready = 0;
-                self.respond(b"CLOSE_WAIT");
-                Ok(())
-            }
+            Command::Cls => self.close_wait(),
             Command::Pub { topic, body } => self.publish(&topic, &[body], 0, "PUB").await,
             Command::Mpub { topic, bodies } => self.publish(&topic, &bodies, 0, "MPUB").await,
             Command::Dpub {
@@ -406,8 +395,27 @@ impl Connection {
         })
     }
 
+    /// CLS: no more deliveries; the client closes once it has answered what it holds. NSQ
+    /// keeps the connection open (publishing, FIN/REQ/TOUCH still work), and so do we.
+    fn close_wait(&mut self) -> Result<(), ProtocolError> {
+        if self.sub.is_none() || self.closing {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                "cannot CLS in current state",
+            ));
+        }
+        self.closing = true;
+        self.ready = 0;
+        self.info.ready_count.store(0, Ordering::Relaxed);
+        self.info.closing.store(true, Ordering::Relaxed);
+        self.respond(b"CLOSE_WAIT");
+        Ok(())
+    }
+
     async fn identify(&mut self, body: &[u8]) -> Result<(), ProtocolError> {
-        if self.identified || self.sub.is_some() {
+        // NSQ allows IDENTIFY again until SUB; a second compression upgrade is refused since
+        // it would wrap the stream twice.
+        if self.sub.is_some() {
             return Err(ProtocolError::fatal(
                 "E_INVALID",
                 "cannot IDENTIFY in current state",
@@ -416,9 +424,13 @@ impl Connection {
         let request: IdentifyRequest = serde_json::from_slice(body).map_err(|_| {
             ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body")
         })?;
-        let negotiated = identify::negotiate(&request, &self.nsqd.opts)
-            .map_err(|m| ProtocolError::fatal("E_BAD_BODY", &format!("IDENTIFY {m}")))?;
-        self.identified = true;
+        let negotiated = identify::negotiate(&request, &self.nsqd.opts)?;
+        if self.encoder.is_some() && (negotiated.snappy || negotiated.deflate.is_some()) {
+            return Err(ProtocolError::fatal(
+                "E_IDENTIFY_FAILED",
+                "IDENTIFY compression is already enabled",
+            ));
+        }
         *self
             .info
             .identity
@@ -433,8 +445,11 @@ impl Connection {
             msg_timeout_ms: negotiated.msg_timeout.as_millis() as i64,
         };
         if request.feature_negotiation {
-            let answer = identify::response(&negotiated, &self.nsqd.opts).to_string();
-            self.respond(answer.as_bytes());
+            let answer = serde_json::to_vec(&identify::response(&negotiated, &self.nsqd.opts))
+                .map_err(|e| {
+                    ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
+                })?;
+            self.respond(&answer);
         } else {
             self.respond(b"OK");
         }
@@ -483,18 +498,24 @@ impl Connection {
                 &format!("channels can only have {max_consumers} consumers"),
             ));
         }
+        if !protocol::is_valid_name(topic) {
+            return Err(ProtocolError::fatal(
+                "E_BAD_TOPIC",
+                &format!("SUB topic name {topic:?} is not valid"),
+            ));
+        }
+        if !protocol::is_valid_name(channel) {
+            return Err(ProtocolError::fatal(
+                "E_BAD_CHANNEL",
+                &format!("SUB channel name {channel:?} is not valid"),
+            ));
+        }
         let created =
             self.nsqd
                 .engine
                 .create_channel(topic, channel, nsq_engine::ChannelStart::Default);
         let channel_handle = match created {
             Ok(c) => c,
-            Err(EngineError::InvalidName(_)) => {
-                return Err(ProtocolError::fatal(
-                    "E_BAD_TOPIC",
-                    &format!("SUB topic name {topic:?} or channel name {channel:?} is not valid"),
-                ))
-            }
             Err(e) => {
                 return Err(ProtocolError::fatal(
                     "E_SUB_FAILED",
@@ -626,6 +647,7 @@ impl Connection {
     ) -> Result<(), ProtocolError> {
         match self.nsqd.publish(topic, bodies, deliver_at).await {
             Ok(_) => {
+                self.info.published(topic, bodies.len() as u64);
                 self.respond(b"OK");
                 Ok(())
             }
@@ -650,6 +672,6 @@ fn heartbeat_interval(heartbeat: Option<Duration>) -> tokio::time::Interval {
 fn flight_reason(e: &EngineError) -> &'static str {
     match e {
         EngineError::NotOwner(_) => "client does not own message",
-        _ => "message ID not in flight",
+        _ => "ID not in flight",
     }
 }

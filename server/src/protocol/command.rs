@@ -111,7 +111,7 @@ pub fn parse_command(
         b"RDY" => {
             let count = match params.get(1) {
                 None => 1,
-                Some(raw) => parse_int(raw)
+                Some(raw) => parse_uint(raw)
                     .ok_or_else(|| invalid(&format!("RDY could not parse count {}", text(raw))))?,
             };
             (Command::Rdy(count), body_start)
@@ -120,7 +120,7 @@ pub fn parse_command(
             let name = if verb == b"FIN" { "FIN" } else { "TOUCH" };
             let id = params
                 .get(1)
-                .ok_or_else(|| invalid(&format!("{name} insufficient number of parameters")))?;
+                .ok_or_else(|| invalid(&format!("{name} insufficient number of params")))?;
             let id = message_id(id)?;
             let command = if name == "FIN" {
                 Command::Fin(id)
@@ -131,10 +131,10 @@ pub fn parse_command(
         }
         b"REQ" => {
             if params.len() < 3 {
-                return Err(invalid("REQ insufficient number of parameters"));
+                return Err(invalid("REQ insufficient number of params"));
             }
             let id = message_id(params[1])?;
-            let timeout_ms = parse_int(params[2]).ok_or_else(|| {
+            let timeout_ms = parse_uint(params[2]).ok_or_else(|| {
                 invalid(&format!("REQ could not parse timeout {}", text(params[2])))
             })?;
             (Command::Req { id, timeout_ms }, body_start)
@@ -175,7 +175,7 @@ pub fn parse_command(
                 return Err(invalid("DPUB insufficient number of parameters"));
             }
             let topic = topic_param("DPUB", params[1])?;
-            let defer_ms = parse_int(params[2]).ok_or_else(|| {
+            let defer_ms = parse_uint(params[2]).ok_or_else(|| {
                 invalid(&format!("DPUB could not parse timeout {}", text(params[2])))
             })?;
             match body(buf, "DPUB", limits.max_msg_size, "E_BAD_MESSAGE")? {
@@ -265,10 +265,14 @@ fn topic_param(verb: &str, raw: &[u8]) -> Result<String, ProtocolError> {
 }
 
 fn message_id(raw: &[u8]) -> Result<MessageId, ProtocolError> {
-    MessageId::from_slice(raw).ok_or_else(|| invalid("invalid message id"))
+    MessageId::from_slice(raw).ok_or_else(|| invalid("invalid message ID"))
 }
 
-fn parse_int(raw: &[u8]) -> Option<i64> {
+/// A decimal count or duration: digits only, as NSQ parses them (so `-1` does not parse).
+fn parse_uint(raw: &[u8]) -> Option<i64> {
+    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
@@ -383,7 +387,15 @@ mod tests {
             error_text(b"MPUB t\n\0\0\x10\x01"),
             "E_BAD_BODY MPUB body too big 4097 > 4096"
         );
-        assert_eq!(error_text(b"FIN 123\n"), "E_INVALID invalid message id");
+        assert_eq!(error_text(b"FIN 123\n"), "E_INVALID invalid message ID");
+        assert_eq!(
+            error_text(b"RDY -1\n"),
+            "E_INVALID RDY could not parse count -1"
+        );
+        assert_eq!(
+            error_text(b"REQ 0123456789abcdef\n"),
+            "E_INVALID REQ insufficient number of params"
+        );
         assert_eq!(
             error_text(b"RDY x\n"),
             "E_INVALID RDY could not parse count x"
@@ -417,13 +429,13 @@ mod tests {
         prop_oneof![
             Just(Command::Nop),
             Just(Command::Cls),
-            any::<i64>().prop_map(Command::Rdy),
+            (0..i64::MAX).prop_map(Command::Rdy),
             arb_id().prop_map(Command::Fin),
             arb_id().prop_map(Command::Touch),
-            (arb_id(), any::<i64>()).prop_map(|(id, timeout_ms)| Command::Req { id, timeout_ms }),
+            (arb_id(), 0..i64::MAX).prop_map(|(id, timeout_ms)| Command::Req { id, timeout_ms }),
             (name, name).prop_map(|(topic, channel)| Command::Sub { topic, channel }),
             (name, body.clone()).prop_map(|(topic, body)| Command::Pub { topic, body }),
-            (name, any::<i64>(), body.clone()).prop_map(|(topic, defer_ms, body)| Command::Dpub {
+            (name, 0..i64::MAX, body.clone()).prop_map(|(topic, defer_ms, body)| Command::Dpub {
                 topic,
                 defer_ms,
                 body
