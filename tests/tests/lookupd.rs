@@ -402,3 +402,71 @@ fn v1_protocol_answers_like_nsq_and_bad_input_gets_an_error_not_a_crash() {
     assert_eq!(http_post(&l.url("/topic/delete?topic=h"), b"").status, 200);
     assert_eq!(http_get(&l.url("/lookup?topic=h")).status, 404);
 }
+
+#[test]
+fn lookupd_set_changes_at_runtime_through_config() {
+    let l = Nsqlookupd::start(&[]);
+    let nsqd = Nsqd::start(&[]);
+    http_post(&nsqd.url("/pub?topic=t"), b"m");
+    let set = |addresses: serde_json::Value| {
+        let reply = http_request(
+            "PUT",
+            &nsqd.url("/config/nsqlookupd_tcp_addresses"),
+            addresses.to_string().as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    set(serde_json::json!([l.tcp.to_string()]));
+    eventually(10, "registered after PUT", || {
+        producer_ports(&l, "t") == ports(&[&nsqd])
+    });
+    let listed = http_get(&nsqd.url("/config/nsqlookupd_tcp_addresses")).json();
+    assert_eq!(listed, serde_json::json!([l.tcp.to_string()]));
+    set(serde_json::json!([]));
+    eventually(10, "gone after PUT []", || node_count(&l) == 0);
+}
+
+#[test]
+fn nsqlookupd_flags_and_signals() {
+    use std::process::Command;
+    let bin = nsq_tests::binary("nsqlookupd");
+    let version = Command::new(&bin).arg("--version").output().expect("run");
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).contains("nsqlookupd"));
+    let bad = Command::new(&bin)
+        .arg("--no-such-flag")
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    let bad_duration = Command::new(&bin)
+        .arg("-tombstone-lifetime=soon")
+        .output()
+        .expect("run");
+    assert!(!bad_duration.status.success());
+    assert!(String::from_utf8_lossy(&bad_duration.stderr).contains("tombstone-lifetime"));
+
+    // Go-style single-dash flags, a config file, and SIGTERM -> exit 0.
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("lookupd.toml");
+    let http_port = nsq_tests::free_port();
+    std::fs::write(
+        &config,
+        format!("http_address = \"127.0.0.1:{http_port}\"\n"),
+    )
+    .expect("write");
+    let mut child = Command::new(&bin)
+        .arg(format!("-tcp-address=127.0.0.1:{}", nsq_tests::free_port()))
+        .arg(format!("-config={}", config.display()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    eventually(10, "config http_address used", || {
+        http_get(&format!("http://127.0.0.1:{http_port}/ping")).body == "OK"
+    });
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+}
