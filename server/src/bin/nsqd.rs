@@ -8,13 +8,15 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(normalize_go_flags(std::env::args())) {
         Ok(cli) => cli,
-        Err(e) => {
+        // --help and --version: clap's text on stdout, exit 0.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return ExitCode::SUCCESS;
+        }
+        // A bad flag: one line (clap's first, which names the flag), exit 2 like Go's flag.
+        Err(e) => {
+            eprintln!("nsqd: {} (see nsqd --help)", one_line(&e.to_string()));
+            return ExitCode::from(2);
         }
     };
     let opts = match NsqdOptions::resolve(cli) {
@@ -25,6 +27,9 @@ fn main() -> ExitCode {
         }
     };
     nsq_server::logging::init(&opts.log_level, &opts.log_prefix);
+    for setting in &opts.ignored {
+        tracing::warn!("config file: ignoring {setting}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,4 +50,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The first line of clap's error text, without its `error: ` label.
+fn one_line(text: &str) -> String {
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or(text);
+    first.trim().trim_start_matches("error: ").to_string()
 }

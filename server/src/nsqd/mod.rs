@@ -96,16 +96,20 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
             address: opts.http_address,
             source,
         })?;
-    tracing::info!("TCP: listening on {}", opts.tcp_address);
-    tracing::info!("HTTP: listening on {}", opts.http_address);
+    // The bound addresses, not the requested ones: port 0 picks a port, and scripts read it.
+    let bound = |l: &tokio::net::TcpListener, asked| l.local_addr().unwrap_or(asked);
+    tracing::info!("TCP: listening on {}", bound(&tcp, opts.tcp_address));
+    tracing::info!("HTTP: listening on {}", bound(&http, opts.http_address));
     let advertised = lookup::Advertised {
         address: opts.broadcast_address.clone(),
-        tcp_port: opts
-            .broadcast_tcp_port
-            .unwrap_or_else(|| tcp.local_addr().map_or(opts.tcp_address.port(), |a| a.port())),
-        http_port: opts
-            .broadcast_http_port
-            .unwrap_or_else(|| http.local_addr().map_or(opts.http_address.port(), |a| a.port())),
+        tcp_port: opts.broadcast_tcp_port.unwrap_or_else(|| {
+            tcp.local_addr()
+                .map_or(opts.tcp_address.port(), |a| a.port())
+        }),
+        http_port: opts.broadcast_http_port.unwrap_or_else(|| {
+            http.local_addr()
+                .map_or(opts.http_address.port(), |a| a.port())
+        }),
     };
     let nsqd = Arc::new(Nsqd::new(Arc::new(engine), opts));
     let (stop_tx, stop_rx) = watch::channel(false);

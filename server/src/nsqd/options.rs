@@ -13,7 +13,8 @@ use std::time::Duration;
 #[derive(Debug, Parser, Default)]
 #[command(
     name = "nsqd",
-    version,
+    // NSQ's `nsqd --version` line, naming the version of the protocol we speak (mod.rs VERSION).
+    version = concat!("v1.3.0 (nsq-rs ", env!("CARGO_PKG_VERSION"), ")"),
     about = "nsqd: a crash-safe NSQ daemon on a log-structured store"
 )]
 pub struct Cli {
@@ -143,6 +144,72 @@ pub struct Cli {
     /// not supported yet: e2e latency percentiles
     #[arg(long, hide = true)]
     pub e2e_processing_latency_percentile: Vec<String>,
+    /// deprecated NSQ alias of --node-id
+    #[arg(long, hide = true)]
+    pub worker_id: Option<i64>,
+    /// Flags NSQ has that only tune features this build lacks (statsd, TLS, auth, e2e
+    /// percentiles): accepted so scripts that always pass them keep working; no effect.
+    #[command(flatten)]
+    pub ignored: IgnoredFlags,
+}
+
+/// NSQ flags accepted and ignored: each only tunes a feature whose enabling flag (e.g.
+/// `--statsd-address`, `--tls-cert`) this build rejects, so ignoring them changes nothing.
+#[derive(Debug, clap::Args, Default)]
+pub struct IgnoredFlags {
+    /// no effect: timeout of HTTP requests to auth servers
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub http_client_connect_timeout: Option<Duration>,
+    /// no effect: timeout of HTTP requests to auth servers
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub http_client_request_timeout: Option<Duration>,
+    /// no effect without e2e percentiles
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub e2e_processing_latency_window_time: Option<Duration>,
+    /// no effect without --statsd-address
+    #[arg(long, hide = true)]
+    pub statsd_prefix: Option<String>,
+    /// no effect without --statsd-address
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub statsd_interval: Option<Duration>,
+    /// no effect without --statsd-address
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_mem_stats: Option<bool>,
+    /// no effect without --statsd-address
+    #[arg(long, hide = true)]
+    pub statsd_udp_packet_size: Option<i64>,
+    /// no effect without --statsd-address
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_exclude_ephemeral: Option<bool>,
+    /// no effect without --tls-cert
+    #[arg(long, hide = true)]
+    pub tls_client_auth_policy: Option<String>,
+    /// no effect without --tls-cert
+    #[arg(long, hide = true)]
+    pub tls_min_version: Option<String>,
+    /// no effect without --tls-cert
+    #[arg(long, hide = true)]
+    pub tls_root_ca_file: Option<String>,
+}
+
+/// A duration in the config file: a Go duration string, or an integer meaning milliseconds
+/// (NSQ's option coercion treats integers that way).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ConfigDuration {
+    /// `"2s"`, `"15m"`.
+    Text(String),
+    /// Milliseconds.
+    Millis(u64),
+}
+
+impl ConfigDuration {
+    fn parse(&self) -> Result<Duration, String> {
+        match self {
+            ConfigDuration::Text(t) => parse_duration(t),
+            ConfigDuration::Millis(ms) => Ok(Duration::from_millis(*ms)),
+        }
+    }
 }
 
 /// The `--config` file: the same options, `_` for `-`.
@@ -157,32 +224,37 @@ pub struct ConfigFile {
     nsqlookupd_tcp_addresses: Option<Vec<String>>,
     data_path: Option<PathBuf>,
     node_id: Option<i64>,
+    /// NSQ's config name for the node id (`--node-id`).
+    id: Option<i64>,
     mem_queue_size: Option<i64>,
     max_bytes_per_file: Option<i64>,
     sync_every: Option<i64>,
-    sync_timeout: Option<String>,
-    msg_timeout: Option<String>,
-    max_msg_timeout: Option<String>,
+    sync_timeout: Option<ConfigDuration>,
+    msg_timeout: Option<ConfigDuration>,
+    max_msg_timeout: Option<ConfigDuration>,
     max_msg_size: Option<i64>,
     max_body_size: Option<i64>,
-    max_req_timeout: Option<String>,
+    max_req_timeout: Option<ConfigDuration>,
     max_rdy_count: Option<i64>,
-    max_heartbeat_interval: Option<String>,
+    max_heartbeat_interval: Option<ConfigDuration>,
     max_output_buffer_size: Option<i64>,
-    max_output_buffer_timeout: Option<String>,
-    min_output_buffer_timeout: Option<String>,
-    output_buffer_timeout: Option<String>,
+    max_output_buffer_timeout: Option<ConfigDuration>,
+    min_output_buffer_timeout: Option<ConfigDuration>,
+    output_buffer_timeout: Option<ConfigDuration>,
     max_channel_consumers: Option<i64>,
     snappy: Option<bool>,
     deflate: Option<bool>,
     max_deflate_level: Option<i64>,
-    retention_time: Option<String>,
+    retention_time: Option<ConfigDuration>,
     retention_bytes: Option<u64>,
     log_level: Option<String>,
     log_prefix: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    tls_required: Option<toml::Value>,
+    auth_http_addresses: Option<Vec<String>>,
     statsd_address: Option<String>,
+    e2e_processing_latency_percentiles: Option<Vec<f64>>,
     #[serde(flatten)]
     _other: toml::Table,
 }
@@ -221,6 +293,8 @@ pub struct NsqdOptions {
     pub retention_bytes: Option<u64>,
     pub log_level: String,
     pub log_prefix: String,
+    /// Settings from the config file that were accepted but have no effect (logged at start).
+    pub ignored: Vec<String>,
 }
 
 /// A configuration problem, reported in one line before nsqd starts.
@@ -246,11 +320,16 @@ fn invalid(flag: &'static str, reason: impl Into<String>) -> OptionsError {
 
 fn duration_from_config(
     flag: &'static str,
-    value: Option<String>,
+    value: Option<ConfigDuration>,
 ) -> Result<Option<Duration>, OptionsError> {
     value
-        .map(|v| parse_duration(&v).map_err(|e| invalid(flag, e)))
+        .map(|v| v.parse().map_err(|e| invalid(flag, e)))
         .transpose()
+}
+
+/// NSQ's own example config sets `tls_cert = ""` and friends: empty means not set.
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
 }
 
 fn positive(flag: &'static str, value: i64) -> Result<u64, OptionsError> {
@@ -291,21 +370,33 @@ impl NsqdOptions {
             }
             None => ConfigFile::default(),
         };
-        if cli.tls_cert.is_some()
-            || cli.tls_key.is_some()
-            || file.tls_cert.is_some()
-            || file.tls_key.is_some()
+        if non_empty(cli.tls_cert).is_some()
+            || non_empty(cli.tls_key).is_some()
+            || non_empty(file.tls_cert).is_some()
+            || non_empty(file.tls_key).is_some()
         {
             return Err(OptionsError::Unsupported("tls-cert"));
         }
-        if cli.tls_required.as_deref().is_some_and(|v| v != "false") {
+        let tls_required_in_file = match &file.tls_required {
+            None | Some(toml::Value::Boolean(false)) => false,
+            Some(toml::Value::String(v)) => !matches!(v.as_str(), "" | "false"),
+            Some(_) => true,
+        };
+        if tls_required_in_file || cli.tls_required.as_deref().is_some_and(|v| v != "false") {
             return Err(OptionsError::Unsupported("tls-required"));
         }
-        if !cli.auth_http_address.is_empty() {
+        if !cli.auth_http_address.is_empty()
+            || file.auth_http_addresses.is_some_and(|a| !a.is_empty())
+        {
             return Err(OptionsError::Unsupported("auth-http-address"));
         }
-        if cli.statsd_address.is_some() || file.statsd_address.is_some() {
+        if non_empty(cli.statsd_address).is_some() || non_empty(file.statsd_address).is_some() {
             return Err(OptionsError::Unsupported("statsd-address"));
+        }
+        let mut ignored = Vec::new();
+        if file.e2e_processing_latency_percentiles.is_some() {
+            // NSQ's example config sets it; refusing the stock file would help nobody.
+            ignored.push("e2e_processing_latency_percentiles (not supported yet)".to_string());
         }
         if !cli.e2e_processing_latency_percentile.is_empty() {
             return Err(OptionsError::Unsupported(
@@ -314,7 +405,7 @@ impl NsqdOptions {
         }
         let dur = |cli: Option<Duration>,
                    flag,
-                   file: Option<String>,
+                   file: Option<ConfigDuration>,
                    default: Duration|
          -> Result<Duration, OptionsError> {
             Ok(match cli {
@@ -330,10 +421,15 @@ impl NsqdOptions {
             .http_address
             .or(file.http_address)
             .unwrap_or_else(|| "0.0.0.0:4151".into());
-        let node_id = cli.node_id.or(file.node_id).unwrap_or_else(|| {
-            let h = hostname();
-            (crc32fast::hash(h.as_bytes()) % 1024) as i64
-        });
+        let node_id = cli
+            .node_id
+            .or(cli.worker_id)
+            .or(file.node_id)
+            .or(file.id)
+            .unwrap_or_else(|| {
+                let h = hostname();
+                (crc32fast::hash(h.as_bytes()) % 1024) as i64
+            });
         if !(0..1024).contains(&node_id) {
             return Err(invalid("node-id", format!("{node_id} not in [0,1024)")));
         }
@@ -458,6 +554,7 @@ impl NsqdOptions {
                 .log_prefix
                 .or(file.log_prefix)
                 .unwrap_or_else(|| "[nsqd] ".into()),
+            ignored,
         };
         if opts.max_msg_size == 0 || opts.max_msg_size > opts.max_body_size {
             return Err(invalid(
@@ -554,6 +651,33 @@ mod tests {
         assert_eq!(o.lookupd_tcp_addresses, vec!["127.0.0.1:4160"]);
         assert!(!o.snappy && o.deflate);
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn nsq_example_config_shapes_are_accepted() {
+        let dir = std::env::temp_dir().join(format!("nsqd-opts-nsq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cfg = dir.join("nsqd.cfg");
+        std::fs::write(
+            &cfg,
+            "id = 42\nmsg_timeout = 5000\nsync_timeout = \"2s\"\ntls_cert = \"\"\ntls_key = \"\"\n\
+             tls_required = false\nstatsd_prefix = \"nsq.%s\"\n\
+             e2e_processing_latency_percentiles = [100.0, 99.0]\n",
+        )
+        .expect("write");
+        let o = parse(&["--config", cfg.to_str().expect("utf8")]).expect("parse");
+        assert_eq!(o.node_id, 42);
+        assert_eq!(
+            o.msg_timeout,
+            Duration::from_secs(5),
+            "integers are milliseconds"
+        );
+        assert_eq!(o.ignored.len(), 1);
+        std::fs::write(&cfg, "tls_required = true\n").expect("write");
+        assert!(parse(&["--config", cfg.to_str().expect("utf8")]).is_err());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        assert_eq!(parse(&["-worker-id=9"]).expect("parse").node_id, 9);
+        assert!(parse(&["--statsd-prefix=x", "--tls-min-version=tls1.2"]).is_ok());
     }
 
     #[test]
