@@ -136,9 +136,14 @@ impl Nsqd {
 
     /// SIGTERM and wait for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM")
+    }
+
+    /// Sends `signal` (a `kill` name: `TERM`, `INT`, ...) and waits for the exit status.
+    pub fn signal(&mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("nsqd is running");
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(child.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -148,7 +153,10 @@ impl Nsqd {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("nsqd did not exit within 20 s of SIGTERM:\n{}", self.log());
+                panic!(
+                    "nsqd did not exit within 20 s of SIG{signal}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
