@@ -210,6 +210,12 @@ impl Channel {
             };
             inner.cursor.advance_next(m.offset);
             inner.dirty = true;
+            if m.body.is_empty() {
+                // A hole left by `nsq_log repair` where a record was unreadable: never delivered
+                // (NSQ refuses empty messages, so no real message is empty).
+                inner.stats.skipped += 1;
+                continue;
+            }
             if m.deliver_at > now {
                 inner.cursor.wait(m.offset, m.deliver_at, 0);
                 continue;

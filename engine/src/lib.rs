@@ -10,6 +10,7 @@
 //! the engine against a simulated disk that loses power.
 
 pub mod channel;
+pub mod check;
 pub mod clock;
 pub mod cursor;
 mod engine;

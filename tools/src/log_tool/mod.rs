@@ -7,7 +7,10 @@
 //!
 //! - [`stat`]: topics and channels with their offsets, sizes, lag and ages.
 //! - [`dump`]: the records of one topic's log.
+//! - [`check`]: `verify` reads every byte and reports problems; `repair` fixes them. These
+//!   do not open the engine (whose recovery would already change files); they take the lock.
 
+pub mod check;
 pub mod dump;
 pub mod format;
 pub mod stat;
@@ -40,6 +43,10 @@ pub enum Command {
     Stat(stat::StatArgs),
     /// Prints the records of a topic's log.
     Dump(dump::DumpArgs),
+    /// Checks every record, index and cursor; exits 1 with a report when anything is wrong.
+    Verify(check::VerifyArgs),
+    /// Repairs what verify finds: quarantines unreadable bytes, rebuilds indexes, clamps cursors.
+    Repair(check::RepairArgs),
 }
 
 /// What can make `nsq_log` fail. Every message fits on one line.
@@ -96,6 +103,12 @@ pub enum Error {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[source] io::Error),
+    /// `verify` found problems (the report has been printed).
+    #[error("{problems} problem(s) found; `nsq_log repair` fixes them")]
+    Unsound {
+        /// How many.
+        problems: usize,
+    },
     /// Encoding JSON output failed.
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -153,5 +166,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, diag: &mut dyn Write) -> Result<()> {
     match &cli.command {
         Command::Stat(args) => stat::run(&cli.data_path, args, out, diag),
         Command::Dump(args) => dump::run(&cli.data_path, args, out, diag),
+        Command::Verify(args) => check::verify(&cli.data_path, args, out),
+        Command::Repair(args) => check::repair(&cli.data_path, args, out),
     }
 }
