@@ -43,7 +43,12 @@ fn has_module(module: &str) -> bool {
 /// Runs `roundtrip.py` against `nsqd` and returns its JSON report (panics with its output when
 /// it fails).
 fn roundtrip(nsqd: &Nsqd, topic: &str, args: &[&str]) -> Value {
-    let script = workspace_root().join("tests/py/roundtrip.py");
+    run_script("roundtrip.py", nsqd, topic, args)
+}
+
+/// Runs `tests/py/<script>` against `nsqd` and returns the JSON on its last line of output.
+fn run_script(script: &str, nsqd: &Nsqd, topic: &str, args: &[&str]) -> Value {
+    let script = workspace_root().join("tests/py").join(script);
     let output = Command::new(python())
         .arg(&script)
         .arg("--nsqd")
@@ -56,7 +61,8 @@ fn roundtrip(nsqd: &Nsqd, topic: &str, args: &[&str]) -> Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "pynsq round trip failed ({}):\nstdout: {stdout}\nstderr: {stderr}\nnsqd log:\n{}",
+        "pynsq {} failed ({}):\nstdout: {stdout}\nstderr: {stderr}\nnsqd log:\n{}",
+        script.display(),
         output.status,
         nsqd.log()
     );
@@ -161,4 +167,55 @@ fn snappy_connections_work() {
     );
     assert_all_finished(&report, 300, 600);
     assert_eq!(report["negotiated"]["snappy"], true, "{report}");
+}
+
+#[test]
+fn msg_timeout_redelivers_and_heartbeats_flow() {
+    let nsqd = Nsqd::start(&[]);
+    // IDENTIFY msg_timeout=1000 and heartbeat_interval=1000; first deliveries are left alone.
+    let report = run_script(
+        "features.py",
+        &nsqd,
+        "pynsq_timeout",
+        &["--scenario", "timeout"],
+    );
+    assert_eq!(
+        report["attempts"],
+        serde_json::json!(["[1, 2]"]),
+        "{report}"
+    );
+    let gap = report["min_redelivery_gap"].as_f64().expect("gap");
+    assert!(
+        gap >= 0.9,
+        "redelivered before the 1 s msg_timeout: {report}"
+    );
+    assert!(
+        report["heartbeats"].as_u64().expect("count") >= 1,
+        "1 s heartbeats: {report}"
+    );
+    assert_eq!(report["connections"], 1, "no reconnects: {report}");
+}
+
+#[test]
+fn touch_keeps_a_message_past_msg_timeout() {
+    let nsqd = Nsqd::start(&[]);
+    let report = run_script(
+        "features.py",
+        &nsqd,
+        "pynsq_touch",
+        &["--scenario", "touch"],
+    );
+    assert_eq!(report["attempts"], serde_json::json!([1]), "{report}");
+}
+
+#[test]
+fn writer_dpub_is_delivered_after_its_delay() {
+    let nsqd = Nsqd::start(&[]);
+    let report = run_script("features.py", &nsqd, "pynsq_dpub", &["--scenario", "dpub"]);
+    assert_eq!(report["got"], serde_json::json!([["later", 1]]), "{report}");
+    let delay = report["delay"].as_f64().expect("delay");
+    assert!(
+        delay >= 1.4,
+        "delivered {delay} s after DPUB of 1.5 s: {report}"
+    );
 }
