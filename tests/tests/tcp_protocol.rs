@@ -291,3 +291,18 @@ fn a_half_sent_command_does_not_block_other_clients() {
     assert_eq!(other.message().2, b"finally");
     assert!(staller.try_frame(SHORT).is_none());
 }
+
+#[test]
+fn max_channel_consumers_refuses_one_more() {
+    let nsqd = Nsqd::start(&["--max-channel-consumers=1"]);
+    let mut first = RawClient::connect(nsqd.tcp);
+    first.subscribe("mc", "c");
+    expect_fatal(
+        &nsqd,
+        b"",
+        b"SUB mc c\n",
+        "E_SUB_FAILED SUB failed consumers for mc:c exceeds limit of 1",
+    );
+    // Other channels are not affected.
+    RawClient::connect(nsqd.tcp).subscribe("mc", "d");
+}

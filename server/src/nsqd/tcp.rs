@@ -494,8 +494,10 @@ impl Connection {
             && self.nsqd.clients.subscribed_to(topic, channel).len() as i64 >= max_consumers
         {
             return Err(ProtocolError::fatal(
-                "E_TOO_MANY_CHANNEL_CONSUMERS",
-                &format!("channels can only have {max_consumers} consumers"),
+                "E_SUB_FAILED",
+                &format!(
+                    "SUB failed consumers for {topic}:{channel} exceeds limit of {max_consumers}"
+                ),
             ));
         }
         if !protocol::is_valid_name(topic) {
