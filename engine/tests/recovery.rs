@@ -95,8 +95,11 @@ fn torn_tail_is_cut_back_to_the_last_complete_record_at_every_byte() {
     }
 }
 
+/// A bad record in a sealed segment (found only when read: opening does not scan sealed
+/// segments) costs that record: the reader resynchronises on the next good one and logs the
+/// skip; `nsq_log repair` is what removes the damage for good.
 #[test]
-fn flipped_byte_in_a_sealed_segment_is_reported_with_file_and_position() {
+fn flipped_byte_in_a_sealed_segment_costs_only_that_record() {
     let (fs, clock) = sim();
     let body = "y".repeat(100);
     {
@@ -110,6 +113,11 @@ fn flipped_byte_in_a_sealed_segment_is_reported_with_file_and_position() {
     let segments = segment_files(&fs, "t");
     assert!(segments.len() >= 3);
     let victim = &segments[1];
+    let first: u64 = victim
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .expect("segment name");
     let mut data = fs.file_data(victim).expect("data");
     let rec = record_len(body.len()) as u64;
     let damaged_record = 3u64;
@@ -117,18 +125,13 @@ fn flipped_byte_in_a_sealed_segment_is_reported_with_file_and_position() {
     data[(position + 60) as usize] ^= 0x04;
     overwrite(&fs, victim, &data);
     let engine = open(&fs, &clock);
-    match read_log(&engine, "t") {
-        Err(Error::Corrupt {
-            path,
-            position: at,
-            reason,
-        }) => {
-            assert_eq!(&path, victim);
-            assert_eq!(at, position, "{reason}");
-            assert!(reason.contains("checksum"), "{reason}");
-        }
-        other => panic!("expected a corruption error, got {other:?}"),
-    }
+    let offsets: Vec<u64> = read_log(&engine, "t")
+        .expect("reading skips the damaged record")
+        .iter()
+        .map(|m| m.offset)
+        .collect();
+    let expected: Vec<u64> = (0..100).filter(|&o| o != first + damaged_record).collect();
+    assert_eq!(offsets, expected);
     let message = Error::corrupt(victim, position, "checksum mismatch").to_string();
     assert!(message.contains("nsq_log repair"), "{message}");
 }

@@ -279,3 +279,25 @@ fn dry_run_changes_nothing_and_a_live_engine_locks_the_tools_out() {
     assert!(!missing.status.success());
     assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1);
 }
+
+/// Before any repair, the engine itself serves every sound record around damage in sealed
+/// segments (skipping what it cannot read, with a log line), never garbage and never stalling.
+#[test]
+fn engine_serves_what_is_sound_around_unrepaired_damage() {
+    let dir = build();
+    let segs = segments(dir.path());
+    let mut bytes = std::fs::read(&segs[1]).expect("read");
+    bytes[32 + 48 + 3] ^= 0x10;
+    std::fs::write(&segs[1], &bytes).expect("write");
+    let first = |p: &Path| -> usize {
+        p.file_stem()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .expect("offset name")
+    };
+    let flipped = first(&segs[1]);
+    std::fs::remove_file(&segs[2]).expect("remove");
+    let mut lost: Vec<usize> = (first(&segs[2])..first(&segs[3])).collect();
+    lost.push(flipped);
+    assert_eq!(delivered(dir.path()), all_but(&lost));
+}

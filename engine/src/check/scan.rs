@@ -137,7 +137,7 @@ pub fn scan_segment(bytes: &[u8], first: u64) -> SegmentScan {
 
 /// The next position after `from` holding a good record whose offset could follow `expected`
 /// after the lost bytes (every lost record took at least a header's worth of them).
-fn resync(bytes: &[u8], from: usize, expected: u64) -> Option<(usize, u64)> {
+pub fn resync(bytes: &[u8], from: usize, expected: u64) -> Option<(usize, u64)> {
     let mut q = from + 1;
     while q + RECORD_HEADER <= bytes.len() {
         let data = &bytes[q..];

@@ -168,15 +168,25 @@ impl TopicLog {
                     break;
                 }
                 let next = self.segment_after(&segment)?;
-                if next.first_offset != reader.offset {
+                if next.first_offset < reader.offset {
                     return Err(Error::corrupt(
                         &next.path,
                         0,
                         format!(
-                            "offsets {}..{} are missing before this segment",
-                            reader.offset, next.first_offset
+                            "segment overlaps the previous one (which ends at {})",
+                            reader.offset
                         ),
                     ));
+                }
+                if next.first_offset > reader.offset {
+                    report_skipped(
+                        &next.path,
+                        0,
+                        "a segment file is missing",
+                        reader.offset,
+                        next.first_offset,
+                    );
+                    reader.offset = next.first_offset;
                 }
                 reader.place = Some((next, HEADER_LEN));
                 continue;
@@ -189,11 +199,13 @@ impl TopicLog {
                 match record::decode(&chunk.slice(at..), self.config.max_body) {
                     Ok((m, len)) => {
                         if m.offset != reader.offset {
-                            return Err(Error::corrupt(
-                                &segment.path,
-                                pos,
-                                format!("expected offset {}, found {}", reader.offset, m.offset),
-                            ));
+                            let reason =
+                                format!("expected offset {}, found {}", reader.offset, m.offset);
+                            if segment.is_sealed() {
+                                pos = self.skip_damage(&segment, pos, reader, &reason)?;
+                                break;
+                            }
+                            return Err(Error::corrupt(&segment.path, pos, reason));
                         }
                         at += len;
                         pos += len as u64;
@@ -208,15 +220,20 @@ impl TopicLog {
                         // One record larger than the read-ahead: read exactly that record.
                         let bigger = segment.read_bytes(&*self.fs, position, needed)?;
                         if bigger.len() < needed {
-                            return Err(Error::corrupt(
-                                &segment.path,
-                                pos,
-                                "record extends past the end of the segment",
-                            ));
+                            let reason = "record extends past the end of the segment";
+                            if segment.is_sealed() {
+                                pos = self.skip_damage(&segment, pos, reader, reason)?;
+                                break;
+                            }
+                            return Err(Error::corrupt(&segment.path, pos, reason));
                         }
                         chunk = bigger;
                     }
                     Err(record::DecodeError::Truncated { .. }) if at > 0 => break,
+                    Err(e) if segment.is_sealed() => {
+                        pos = self.skip_damage(&segment, pos, reader, &e.to_string())?;
+                        break;
+                    }
                     Err(e) => return Err(Error::corrupt(&segment.path, pos, e.to_string())),
                 }
                 if bytes >= max_bytes {
@@ -228,12 +245,34 @@ impl TopicLog {
         Ok(count)
     }
 
-    /// Reads the single message at `offset` (for redelivering a requeued message).
+    /// Reads the single message at `offset` (for redelivering a requeued message); `None`
+    /// when it is not there (past the end, or unreadable and skipped).
     pub fn read_one(&self, offset: u64) -> Result<Option<Message>> {
         let mut reader = LogReader::at(offset);
         let mut out = VecDeque::with_capacity(1);
         self.read(&mut reader, RECORD_HEADER_LEN, 1, &mut out)?;
-        Ok(out.pop_front())
+        Ok(out.pop_front().filter(|m| m.offset == offset))
+    }
+
+    /// A sealed segment has an unreadable record at `pos`: move `reader` to the next record
+    /// that checks out (or the end of the segment), log what is skipped, and return the new
+    /// position. Serving what is sound beats refusing the whole channel; `nsq_log repair`
+    /// quarantines the damage for good.
+    fn skip_damage(
+        &self,
+        segment: &Arc<Segment>,
+        pos: u64,
+        reader: &mut LogReader,
+        reason: &str,
+    ) -> Result<u64> {
+        let rest = segment.read_bytes(&*self.fs, pos, usize::MAX)?;
+        let (new_pos, new_offset) = match crate::check::scan::resync(&rest, 0, reader.offset) {
+            Some((q, offset)) => (pos + q as u64, offset),
+            None => (segment.visible_len(), segment.end_offset()),
+        };
+        report_skipped(&segment.path, pos, reason, reader.offset, new_offset);
+        reader.offset = new_offset;
+        Ok(new_pos)
     }
 
     /// The segment and byte position of `reader.offset`, looked up through the index when the
@@ -385,4 +424,13 @@ impl TopicLog {
         }
         Ok(doomed.len())
     }
+}
+
+/// One log line for data a reader had to skip.
+fn report_skipped(path: &std::path::Path, pos: u64, reason: &str, from: u64, to: u64) {
+    tracing::error!(
+        "corrupt data in {} at byte {pos}: {reason}; skipping offsets {from}..{} (run `nsq_log repair` on the stopped nsqd)",
+        path.display(),
+        to.saturating_sub(1)
+    );
 }
