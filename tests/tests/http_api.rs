@@ -1,5 +1,5 @@
 //! nsqd's HTTP API against NSQ v1.3.0's answers: /ping, /info, /pub, /mpub, topic and channel
-//! actions, /config, methods and unknown paths. (/stats has its own file.)
+//! actions, methods and unknown paths. (/stats and /config have their own files.)
 
 use nsq_tests::{http_get, http_post, Nsqd, RawClient};
 use serde_json::json;
@@ -391,56 +391,4 @@ fn empty_discards_queued_messages() {
     let mut c = consumer(&nsqd, "buffered", "c", 10);
     assert_eq!(c.message().2, b"new");
     assert!(maybe_body(&mut c, Duration::from_millis(300)).is_none());
-}
-
-#[test]
-fn config_reads_options_by_nsq_name() {
-    let nsqd = Nsqd::start(&["--max-msg-size=100", "--msg-timeout=30s"]);
-    let get = |opt: &str| call("GET", &nsqd.url(&format!("/config/{opt}")), b"");
-    assert_eq!(get("max_msg_size").body, "100");
-    assert_eq!(get("msg_timeout").body, "30000000000");
-    assert_eq!(get("nsqlookupd_tcp_addresses").body, "[]");
-    assert_eq!(get("log_level").body, "2");
-    // Strings come back as plain text, as NSQ answers.
-    assert_eq!(get("tcp_address").body, nsqd.tcp.to_string());
-    assert_eq!(get("broadcast_address").body, "127.0.0.1");
-    expect_error(&nsqd, "GET", "/config/bogus", b"", 400, "INVALID_OPTION");
-    expect_error(
-        &nsqd,
-        "GET",
-        "/config/max-msg-size",
-        b"",
-        400,
-        "INVALID_OPTION",
-    );
-    let a = call("POST", &nsqd.url("/config/log_level"), b"");
-    assert_eq!((a.status, a.allow.as_str()), (405, "GET, OPTIONS, PUT"));
-
-    let put = call(
-        "PUT",
-        &nsqd.url("/config/nsqlookupd_tcp_addresses"),
-        b"[\"127.0.0.1:1\"]",
-    );
-    assert_eq!((put.status, put.body.as_str()), (200, "[\"127.0.0.1:1\"]"));
-    assert_eq!(get("nsqlookupd_tcp_addresses").body, "[\"127.0.0.1:1\"]");
-    expect_error(
-        &nsqd,
-        "PUT",
-        "/config/nsqlookupd_tcp_addresses",
-        b"x",
-        400,
-        "INVALID_VALUE",
-    );
-    assert_eq!(
-        call("PUT", &nsqd.url("/config/nsqlookupd_tcp_addresses"), b"[]").status,
-        200
-    );
-    expect_error(
-        &nsqd,
-        "PUT",
-        "/config/max_msg_size",
-        b"5",
-        400,
-        "INVALID_OPTION",
-    );
 }

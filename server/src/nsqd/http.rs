@@ -13,7 +13,16 @@ use nsq_engine::{name, Error as EngineError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-type Params = Query<HashMap<String, String>>;
+type Params = Query<Vec<(String, String)>>;
+
+/// Query parameters by name; a repeated name keeps its first value, as Go's `Get` does.
+fn first_wins(Query(pairs): Params) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (k, v) in pairs {
+        map.entry(k).or_insert(v);
+    }
+    map
+}
 type Shared = State<Arc<Nsqd>>;
 
 const NSQ_CONTENT_TYPE: &str = "nsq; version=1.0";
@@ -103,8 +112,38 @@ pub fn router(nsqd: Arc<Nsqd>) -> Router {
                 .head(config_method_not_allowed)
                 .fallback(config_method_not_allowed),
         )
-        .fallback(|| async { not_found("NOT_FOUND") })
+        .fallback(fallback)
         .with_state(nsqd)
+}
+
+/// Unknown paths: NSQ's router redirects `/route/` to `/route` (301 for GET, 307 otherwise,
+/// so clients repeat the method and body); everything else is 404.
+async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let trimmed = path.trim_end_matches('/');
+    let known = ["/ping", "/info", "/stats", "/pub", "/mpub"].contains(&trimmed)
+        || ["/topic/", "/channel/", "/config/"].iter().any(|p| {
+            trimmed
+                .strip_prefix(p)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+        });
+    if path.len() > 1 && path.ends_with('/') && known {
+        let location = match uri.query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        let status = if method == Method::GET || method == Method::HEAD {
+            StatusCode::MOVED_PERMANENTLY
+        } else {
+            StatusCode::TEMPORARY_REDIRECT
+        };
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            let mut r = status.into_response();
+            r.headers_mut().insert(header::LOCATION, value);
+            return r;
+        }
+    }
+    not_found("NOT_FOUND").into_response()
 }
 
 /// A POST route that answers other methods with NSQ's 405.
@@ -116,8 +155,8 @@ where
     post(handler).fallback(method_not_allowed_post)
 }
 
-async fn method_not_allowed_post() -> Response {
-    method_not_allowed("OPTIONS, POST")
+async fn method_not_allowed_post(method: Method) -> Response {
+    method_not_allowed_or_options(&method, "OPTIONS, POST")
 }
 
 /// A GET route that answers other methods (HEAD included, as NSQ's router does) with 405.
@@ -131,12 +170,23 @@ where
         .fallback(method_not_allowed_get)
 }
 
-async fn method_not_allowed_get() -> Response {
-    method_not_allowed("GET, OPTIONS")
+async fn method_not_allowed_get(method: Method) -> Response {
+    method_not_allowed_or_options(&method, "GET, OPTIONS")
 }
 
-async fn config_method_not_allowed() -> Response {
-    method_not_allowed("GET, OPTIONS, PUT")
+async fn config_method_not_allowed(method: Method) -> Response {
+    method_not_allowed_or_options(&method, "GET, OPTIONS, PUT")
+}
+
+/// OPTIONS is answered 200 with `Allow` (as NSQ's router does); other methods get 405.
+fn method_not_allowed_or_options(method: &Method, allow: &'static str) -> Response {
+    if method == Method::OPTIONS {
+        let mut r = StatusCode::OK.into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        return r;
+    }
+    method_not_allowed(allow)
 }
 
 /// NSQ's 405: JSON message plus the `Allow` header.
@@ -197,10 +247,13 @@ fn flag(params: &HashMap<String, String>, key: &str, default: bool) -> bool {
     params.get(key).map_or(default, |v| v == "true" || v == "1")
 }
 
-async fn stats_handler(State(nsqd): Shared, Query(params): Params) -> Response {
+async fn stats_handler(State(nsqd): Shared, params: Params) -> Response {
+    let params = first_wins(params);
+    // An empty filter is no filter, as in NSQ.
+    let filter = |key: &str| params.get(key).filter(|v| !v.is_empty()).cloned();
     let query = StatsQuery {
-        topic: params.get("topic").cloned(),
-        channel: params.get("channel").cloned(),
+        topic: filter("topic"),
+        channel: filter("channel"),
         include_clients: flag(&params, "include_clients", true),
         include_mem: flag(&params, "include_mem", true),
     };
@@ -254,7 +307,8 @@ fn publish_error(e: PublishError) -> Reply {
     }
 }
 
-async fn publish(State(nsqd): Shared, Query(params): Params, body: Bytes) -> Reply {
+async fn publish(State(nsqd): Shared, params: Params, body: Bytes) -> Reply {
+    let params = first_wins(params);
     let max_msg = nsqd.opts.max_msg_size;
     if body.len() > max_msg {
         return Reply::Error(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG");
@@ -284,7 +338,8 @@ async fn publish(State(nsqd): Shared, Query(params): Params, body: Bytes) -> Rep
     }
 }
 
-async fn multi_publish(State(nsqd): Shared, Query(params): Params, body: Bytes) -> Reply {
+async fn multi_publish(State(nsqd): Shared, params: Params, body: Bytes) -> Reply {
+    let params = first_wins(params);
     let topic = match topic_param(&params, "INVALID_TOPIC") {
         Ok(t) => t,
         Err(r) => return r,
@@ -318,15 +373,16 @@ fn engine_error(e: EngineError) -> Reply {
 }
 
 fn require_post(method: &Method) -> Option<Response> {
-    (method != Method::POST).then(|| method_not_allowed("OPTIONS, POST"))
+    (method != Method::POST).then(|| method_not_allowed_or_options(method, "OPTIONS, POST"))
 }
 
 async fn topic_action(
     State(nsqd): Shared,
     method: Method,
     Path(action): Path<String>,
-    Query(params): Params,
+    params: Params,
 ) -> Response {
+    let params = first_wins(params);
     if !["create", "delete", "empty", "pause", "unpause"].contains(&action.as_str()) {
         return not_found("NOT_FOUND").into_response();
     }
@@ -366,8 +422,9 @@ async fn channel_action(
     State(nsqd): Shared,
     method: Method,
     Path(action): Path<String>,
-    Query(params): Params,
+    params: Params,
 ) -> Response {
+    let params = first_wins(params);
     if !["create", "delete", "empty", "pause", "unpause"].contains(&action.as_str()) {
         return not_found("NOT_FOUND").into_response();
     }

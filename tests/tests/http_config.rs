@@ -1,0 +1,142 @@
+//! nsqd's HTTP router details against NSQ v1.3.0: `/config/:opt` GET and PUT, OPTIONS,
+//! repeated parameters, empty filters and trailing-slash redirects.
+
+use nsq_tests::{http_get, http_post, Nsqd};
+use serde_json::json;
+use std::time::Duration;
+
+/// Status, `Allow` header, `X-NSQ-Content-Type` header and body of any request.
+struct Answer {
+    status: u16,
+    allow: String,
+    nsq_type: String,
+    body: String,
+}
+
+fn call(method: &str, url: &str, body: &[u8]) -> Answer {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let response = match agent.request(method, url).send_bytes(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    Answer {
+        status: response.status(),
+        allow: response.header("Allow").unwrap_or("").to_string(),
+        nsq_type: response
+            .header("X-NSQ-Content-Type")
+            .unwrap_or("")
+            .to_string(),
+        body: response.into_string().unwrap_or_default(),
+    }
+}
+
+/// Expects `status` and the JSON error `{"message": message}`.
+fn expect_error(nsqd: &Nsqd, method: &str, path: &str, body: &[u8], status: u16, message: &str) {
+    let a = call(method, &nsqd.url(path), body);
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (status, json!({ "message": message }).to_string().as_str()),
+        "{method} {path}"
+    );
+}
+
+#[test]
+fn config_reads_options_by_nsq_name() {
+    let nsqd = Nsqd::start(&["--max-msg-size=100", "--msg-timeout=30s"]);
+    let get = |opt: &str| call("GET", &nsqd.url(&format!("/config/{opt}")), b"");
+    let size = get("max_msg_size");
+    assert_eq!(
+        (size.body.as_str(), size.nsq_type.as_str()),
+        ("100", "nsq; version=1.0")
+    );
+    assert_eq!(get("msg_timeout").body, "30000000000");
+    assert_eq!(get("nsqlookupd_tcp_addresses").body, "[]");
+    assert_eq!(get("log_level").body, "2");
+    // Strings come back as plain text, as NSQ answers.
+    assert_eq!(get("tcp_address").body, nsqd.tcp.to_string());
+    assert_eq!(get("broadcast_address").body, "127.0.0.1");
+    expect_error(&nsqd, "GET", "/config/bogus", b"", 400, "INVALID_OPTION");
+    expect_error(
+        &nsqd,
+        "GET",
+        "/config/max-msg-size",
+        b"",
+        400,
+        "INVALID_OPTION",
+    );
+    let a = call("POST", &nsqd.url("/config/log_level"), b"");
+    assert_eq!((a.status, a.allow.as_str()), (405, "GET, OPTIONS, PUT"));
+
+    let put = call(
+        "PUT",
+        &nsqd.url("/config/nsqlookupd_tcp_addresses"),
+        b"[\"127.0.0.1:1\"]",
+    );
+    assert_eq!((put.status, put.body.as_str()), (200, "[\"127.0.0.1:1\"]"));
+    assert_eq!(get("nsqlookupd_tcp_addresses").body, "[\"127.0.0.1:1\"]");
+    expect_error(
+        &nsqd,
+        "PUT",
+        "/config/nsqlookupd_tcp_addresses",
+        b"x",
+        400,
+        "INVALID_VALUE",
+    );
+    assert_eq!(
+        call("PUT", &nsqd.url("/config/nsqlookupd_tcp_addresses"), b"[]").status,
+        200
+    );
+    expect_error(
+        &nsqd,
+        "PUT",
+        "/config/max_msg_size",
+        b"5",
+        400,
+        "INVALID_OPTION",
+    );
+}
+
+#[test]
+fn router_details_match_nsq() {
+    let nsqd = Nsqd::start(&[]);
+    // OPTIONS lists the allowed methods.
+    let options = call("OPTIONS", &nsqd.url("/pub"), b"");
+    assert_eq!(
+        (options.status, options.allow.as_str()),
+        (200, "OPTIONS, POST")
+    );
+    let options = call("OPTIONS", &nsqd.url("/stats"), b"");
+    assert_eq!(
+        (options.status, options.allow.as_str()),
+        (200, "GET, OPTIONS")
+    );
+    // A repeated parameter keeps its first value, as Go's URL.Query().Get.
+    assert_eq!(
+        http_post(&nsqd.url("/pub?topic=first&topic=second"), b"x").body,
+        "OK"
+    );
+    let stats = http_get(&nsqd.url("/stats?format=json&topic=first")).json();
+    assert_eq!(stats["topics"][0]["message_count"], 1);
+    // An empty filter is no filter.
+    let unfiltered = http_get(&nsqd.url("/stats?format=json&topic=first&channel=")).json();
+    assert_eq!(unfiltered["topics"][0]["topic_name"], "first");
+    // A trailing slash redirects to the route: 301 for GET, 307 (method kept) otherwise.
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let r = agent
+        .get(&nsqd.url("/ping/"))
+        .call()
+        .expect("301 is not an error");
+    assert_eq!((r.status(), r.header("Location")), (301, Some("/ping")));
+    let r = agent
+        .post(&nsqd.url("/pub/?topic=x"))
+        .send_bytes(b"y")
+        .expect("307 is not an error");
+    assert_eq!(
+        (r.status(), r.header("Location")),
+        (307, Some("/pub?topic=x"))
+    );
+    expect_error(&nsqd, "GET", "/nope/", b"", 404, "NOT_FOUND");
+}
