@@ -129,7 +129,7 @@ fn dead_nsqd_is_dropped_and_deleted_topics_and_channels_are_unregistered() {
     let a = nsqd_with(&[&l]);
     let mut b = nsqd_with(&[&l]);
     for nsqd in [&a, &b] {
-        create_channel(&nsqd, "t", "c");
+        create_channel(nsqd, "t", "c");
     }
     eventually(10, "both producers", || {
         producer_ports(&l, "t") == ports(&[&a, &b])

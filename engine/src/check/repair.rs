@@ -13,6 +13,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileSystem, OpenMode};
 use crate::id::MessageId;
 use crate::index::{self, IndexEntry};
+use crate::meta::{ChannelMeta, Meta, TopicMeta};
+use crate::name;
 use crate::record;
 use crate::segment::{self, HEADER_LEN};
 use serde::Serialize;
@@ -58,7 +60,6 @@ pub fn repair(
     progress: &mut dyn FnMut(u64),
 ) -> Result<RepairReport> {
     let _lock = lock(fs, data)?;
-    let topics = list_topics(fs, data, only)?;
     let mut r = Repairer {
         fs,
         dry_run,
@@ -68,6 +69,11 @@ pub fn repair(
             ..RepairReport::default()
         },
     };
+    if r.meta(data)? && dry_run {
+        // The topics cannot be listed from a meta file that was not rewritten.
+        return Ok(r.report);
+    }
+    let topics = list_topics(fs, data, only)?;
     for topic in &topics {
         let (first, end) = r.topic(topic, progress)?;
         r.cursors(topic, first, end)?;
@@ -122,6 +128,64 @@ impl Repairer<'_> {
             path: path.to_path_buf(),
             what,
         });
+    }
+
+    /// Rebuilds an unreadable `meta` from the directory: every topic directory (salt derived
+    /// from its records on open), every channel with a cursor file, nothing paused. The old
+    /// file is kept as `meta.quarantine`. Returns whether it had to.
+    fn meta(&mut self, data: &Path) -> Result<bool> {
+        let path = data.join("meta");
+        let reason = match Meta::load(self.fs, &path) {
+            Ok(_) => return Ok(false),
+            Err(Error::Corrupt { reason, .. }) => reason,
+            Err(e) => return Err(e),
+        };
+        let mut meta = Meta::default();
+        let topics_dir = data.join("topics");
+        let entries = if self.fs.exists(&topics_dir) {
+            self.fs.read_dir(&topics_dir).at(&topics_dir)?
+        } else {
+            Vec::new()
+        };
+        for entry in entries {
+            let Some(topic) = name::from_dir_name(&entry.name) else {
+                continue;
+            };
+            let channels_dir = topics_dir.join(&entry.name).join("channels");
+            let mut channels = Vec::new();
+            if self.fs.exists(&channels_dir) {
+                for c in self.fs.read_dir(&channels_dir).at(&channels_dir)? {
+                    if let Some(channel) =
+                        c.name.strip_suffix(".cursor").filter(|n| name::is_valid(n))
+                    {
+                        channels.push(ChannelMeta {
+                            name: channel.to_string(),
+                            paused: false,
+                        });
+                    }
+                }
+            }
+            channels.sort_by(|a, b| a.name.cmp(&b.name));
+            meta.topics.push(TopicMeta {
+                name: topic,
+                salt: u64::MAX,
+                paused: false,
+                backlog_start: 0,
+                retention: None,
+                channels,
+            });
+        }
+        self.act(&path, format!(
+            "meta unreadable ({reason}): rebuilt from the directory ({} topic(s)); pauses and retention overrides are reset",
+            meta.topics.len()
+        ));
+        if !self.dry_run {
+            let old = self.fs.read_all(&path).at(&path)?;
+            let kept = data.join("meta.quarantine");
+            self.fs.write_atomic(&kept, &old).at(&kept)?;
+            meta.store(self.fs, &path)?;
+        }
+        Ok(true)
     }
 
     /// Repairs one topic's segments and indexes; returns its first and end offsets.

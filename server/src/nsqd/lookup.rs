@@ -55,15 +55,15 @@ pub async fn run(nsqd: Arc<Nsqd>, advertised: Advertised, mut shutdown: watch::R
             keep
         });
         for address in wanted {
-            if !tasks.contains_key(&address) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(address) {
+                let address = slot.key().clone();
                 tracing::info!("LOOKUP({address}): adding peer");
-                let task = tokio::spawn(peer(
+                slot.insert(tokio::spawn(peer(
                     nsqd.clone(),
-                    address.clone(),
+                    address,
                     advertised.clone(),
                     shutdown.clone(),
-                ));
-                tasks.insert(address, task);
+                )));
             }
         }
         tokio::select! {

@@ -102,7 +102,8 @@ fn summary(report: &VerifyReport) -> String {
 }
 
 fn run_verify(data: &Path, topic: Option<&str>, verb: &str) -> Result<VerifyReport> {
-    let total = check::total_bytes(&RealFs, data, topic).map_err(engine_error)?;
+    // Without a readable meta there is no total; verify and repair report that themselves.
+    let total = check::total_bytes(&RealFs, data, topic).unwrap_or(0);
     let bar = progress_bar(total, verb);
     let report = check::verify(&RealFs, data, topic, &mut |n| bar.inc(n)).map_err(engine_error)?;
     bar.finish_and_clear();
@@ -137,7 +138,7 @@ pub fn verify(data: &Path, args: &VerifyArgs, out: &mut dyn Write) -> Result<()>
 pub fn repair(data: &Path, args: &RepairArgs, out: &mut dyn Write) -> Result<()> {
     let data = existing_dir(data)?;
     let topic = args.topic.as_deref();
-    let total = check::total_bytes(&RealFs, &data, topic).map_err(engine_error)?;
+    let total = check::total_bytes(&RealFs, &data, topic).unwrap_or(0);
     let bar = progress_bar(total, "repairing");
     let report = check::repair(&RealFs, &data, topic, args.dry_run, &mut |n| bar.inc(n))
         .map_err(engine_error)?;
