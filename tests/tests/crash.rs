@@ -101,6 +101,17 @@ struct Record {
     acked: HashSet<Bytes>,
     /// Bodies sent whose answer never came (the crash cut them off): may or may not be there.
     unacked: HashSet<Bytes>,
+    /// The unanswered MPUBs, to see whether a crash can keep part of one.
+    unacked_batches: Vec<Vec<Bytes>>,
+}
+
+impl Record {
+    fn lost_answer(&mut self, bodies: Vec<Bytes>) {
+        if bodies.len() > 1 {
+            self.unacked_batches.push(bodies.clone());
+        }
+        self.unacked.extend(bodies);
+    }
 }
 
 fn tcp_publisher(
@@ -147,12 +158,12 @@ fn tcp_publisher(
                     "{name}: publish answered {}",
                     String::from_utf8_lossy(&e)
                 );
-                r.unacked.extend(bodies);
+                r.lost_answer(bodies);
                 return;
             }
             Ok(Some(other)) => panic!("{name}: publish answered {other:?}"),
             Ok(None) | Err(_) => {
-                r.unacked.extend(bodies);
+                r.lost_answer(bodies);
                 return;
             }
         }
@@ -189,13 +200,13 @@ fn http_publisher(
             200 if reply.body == "OK" => r.acked.extend(bodies),
             200 => panic!("{name}: {path} answered {}", reply.body),
             0 => {
-                r.unacked.extend(bodies);
+                r.lost_answer(bodies);
                 return;
             }
             status => {
                 // A response other than OK may only come from a dying server; never counted
                 // as acknowledged.
-                r.unacked.extend(bodies);
+                r.lost_answer(bodies);
                 assert!(
                     status >= 500,
                     "{name}: {path} answered {status} {}",
@@ -339,6 +350,7 @@ fn kill9_rounds(flags: &[&str], rounds: usize) {
         nsqd.restart();
         let mut dups = Vec::new();
         let mut unacked_present = 0;
+        let mut idle_after = HashSet::new();
         for (i, channel) in CHANNELS.iter().enumerate() {
             let mut delivered = ever.remove(channel).unwrap_or_default();
             let mut dup = 0;
@@ -351,15 +363,26 @@ fn kill9_rounds(flags: &[&str], rounds: usize) {
             for b in after {
                 if record.unacked.contains(&b) && i == 1 {
                     unacked_present += 1;
+                    idle_after.insert(b.clone());
                 }
                 dup += usize::from(!delivered.insert(b));
             }
             dups.push(dup);
             ever.insert(channel, delivered);
         }
+        // An unanswered MPUB should be kept whole or not at all; count any kept in part.
+        let partial_mpubs = record
+            .unacked_batches
+            .iter()
+            .filter(|batch| {
+                let kept = batch.iter().filter(|b| idle_after.contains(*b)).count();
+                kept > 0 && kept < batch.len()
+            })
+            .count();
         println!(
             "{flags:?} round {round}: acked {} (lost 0), live consumer got {} before the kill, \
-             duplicates after restart: live {} idle {}, unacknowledged but kept {unacked_present} of {}",
+             duplicates after restart: live {} idle {}, unacknowledged but kept {unacked_present} of {} \
+             (MPUBs kept in part: {partial_mpubs})",
             record.acked.len(),
             live_before.len(),
             dups[0],

@@ -327,3 +327,23 @@ fn unreadable_data_path_fails_with_one_line() {
     assert!(lines[0].contains("not-a-dir"), "{}", lines[0]);
     assert!(Path::new(&file).is_file(), "the file is left alone");
 }
+
+#[test]
+fn port_in_use_fails_with_one_line() {
+    let nsqd = Nsqd::start(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (tcp, http) = (nsqd.tcp.to_string(), loopback().to_string());
+    let output = run_to_exit(&[
+        "--data-path",
+        dir.path().to_str().expect("utf-8"),
+        "--tcp-address",
+        &tcp,
+        "--http-address",
+        &http,
+    ]);
+    assert!(!output.status.success());
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&tcp), "names the address: {}", lines[0]);
+    assert_eq!(http_get(&nsqd.url("/ping")).body, "OK");
+}
