@@ -329,6 +329,29 @@ fn unreadable_data_path_fails_with_one_line() {
 }
 
 #[test]
+fn missing_data_path_is_refused_not_created() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("typo");
+    let (tcp, http) = (loopback().to_string(), loopback().to_string());
+    let output = run_to_exit(&[
+        "--data-path",
+        missing.to_str().expect("utf-8"),
+        "--tcp-address",
+        &tcp,
+        "--http-address",
+        &http,
+    ]);
+    assert!(
+        !output.status.success(),
+        "NSQ refuses a missing --data-path"
+    );
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("typo"), "{}", lines[0]);
+    assert!(!missing.exists(), "nothing was created");
+}
+
+#[test]
 fn port_in_use_fails_with_one_line() {
     let nsqd = Nsqd::start(&[]);
     let dir = tempfile::tempdir().expect("temp dir");

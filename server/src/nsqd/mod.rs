@@ -54,6 +54,9 @@ pub enum NsqdError {
     /// A flag asks for something this build does not do yet.
     #[error("{0}")]
     Unsupported(String),
+    /// `--data-path` is not an existing directory.
+    #[error("--data-path {0}: not an existing directory (create it first)")]
+    NoDataPath(std::path::PathBuf),
 }
 
 /// The engine options nsqd's flags mean.
@@ -79,6 +82,11 @@ pub fn engine_options(opts: &NsqdOptions) -> EngineOptions {
 /// Runs nsqd until `shutdown` resolves, then stops accepting, closes clients, fsyncs the
 /// logs and persists every cursor.
 pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Result<(), NsqdError> {
+    // Like NSQ, refuse a missing directory rather than create one: a mistyped path or an
+    // unmounted volume would otherwise start an empty store in the wrong place.
+    if !opts.data_path.is_dir() {
+        return Err(NsqdError::NoDataPath(opts.data_path.clone()));
+    }
     let engine =
         tokio::task::block_in_place(|| Engine::open(&opts.data_path, engine_options(&opts)))?;
     for event in engine.recovery_events() {
