@@ -13,17 +13,17 @@ use nsq_engine::{name, Error as EngineError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-type Params = Query<Vec<(String, String)>>;
+pub(super) type Params = Query<Vec<(String, String)>>;
 
 /// Query parameters by name; a repeated name keeps its first value, as Go's `Get` does.
-fn first_wins(Query(pairs): Params) -> HashMap<String, String> {
+pub(super) fn first_wins(Query(pairs): Params) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for (k, v) in pairs {
         map.entry(k).or_insert(v);
     }
     map
 }
-type Shared = State<Arc<Nsqd>>;
+pub(super) type Shared = State<Arc<Nsqd>>;
 
 const NSQ_CONTENT_TYPE: &str = "nsq; version=1.0";
 
@@ -80,15 +80,15 @@ impl IntoResponse for Reply {
     }
 }
 
-fn bad(message: &'static str) -> Reply {
+pub(super) fn bad(message: &'static str) -> Reply {
     Reply::Error(StatusCode::BAD_REQUEST, message)
 }
 
-fn not_found(message: &'static str) -> Reply {
+pub(super) fn not_found(message: &'static str) -> Reply {
     Reply::Error(StatusCode::NOT_FOUND, message)
 }
 
-fn internal(e: impl std::fmt::Display) -> Reply {
+pub(super) fn internal(e: impl std::fmt::Display) -> Reply {
     Reply::ErrorText(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("INTERNAL_ERROR: {e}"),
@@ -103,6 +103,8 @@ pub fn router(nsqd: Arc<Nsqd>) -> Router {
         .route("/stats", get_only(stats_handler))
         .route("/pub", post_only(publish))
         .route("/mpub", post_only(multi_publish))
+        .route("/topic/retention", post_only(super::replay::retention))
+        .route("/channel/rewind", post_only(super::replay::rewind))
         .route("/topic/{action}", any(topic_action))
         .route("/channel/{action}", any(channel_action))
         .route(
@@ -147,7 +149,7 @@ async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
 }
 
 /// A POST route that answers other methods with NSQ's 405.
-fn post_only<H, T>(handler: H) -> MethodRouter<Arc<Nsqd>>
+pub(super) fn post_only<H, T>(handler: H) -> MethodRouter<Arc<Nsqd>>
 where
     H: Handler<T, Arc<Nsqd>>,
     T: 'static,
@@ -283,7 +285,7 @@ async fn stats_handler(State(nsqd): Shared, params: Params) -> Response {
 }
 
 /// The `topic` parameter, checked as NSQ does.
-fn topic_param(params: &HashMap<String, String>, invalid: &'static str) -> Result<String, Reply> {
+pub(super) fn topic_param(params: &HashMap<String, String>, invalid: &'static str) -> Result<String, Reply> {
     match params.get("topic") {
         None => Err(bad("MISSING_ARG_TOPIC")),
         Some(t) if !name::is_valid(t) => Err(bad(invalid)),
@@ -291,7 +293,7 @@ fn topic_param(params: &HashMap<String, String>, invalid: &'static str) -> Resul
     }
 }
 
-fn channel_param(params: &HashMap<String, String>, invalid: &'static str) -> Result<String, Reply> {
+pub(super) fn channel_param(params: &HashMap<String, String>, invalid: &'static str) -> Result<String, Reply> {
     match params.get("channel") {
         None => Err(bad("MISSING_ARG_CHANNEL")),
         Some(c) if !name::is_valid(c) => Err(bad(invalid)),
@@ -444,9 +446,18 @@ async fn channel_action(
         return not_found("TOPIC_NOT_FOUND").into_response();
     }
     let result = match action.as_str() {
-        "create" => engine
-            .create_channel(&topic, &channel, nsq_engine::ChannelStart::Default)
-            .map(|_| ()),
+        "create" => {
+            let start = match params.get("start").map(|s| super::replay::parse_start(s)) {
+                None => nsq_engine::ChannelStart::Default,
+                Some(Ok(start)) => start,
+                Some(Err(r)) => return r.into_response(),
+            };
+            if engine.channel(&topic, &channel).is_some() || start == nsq_engine::ChannelStart::Default {
+                engine.create_channel(&topic, &channel, start).map(|_| ())
+            } else {
+                return super::replay::create_at(&nsqd, &topic, &channel, start).into_response();
+            }
+        }
         "delete" => engine.delete_channel(&topic, &channel),
         "empty" => engine
             .channel(&topic, &channel)

@@ -8,6 +8,7 @@ pub mod http;
 pub mod identify;
 pub mod lookup;
 pub mod options;
+pub mod replay;
 pub mod stats;
 pub mod tcp;
 

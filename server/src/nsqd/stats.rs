@@ -32,6 +32,36 @@ pub struct ChannelStatsJson {
     pub clients: Option<Vec<ClientStats>>,
     pub paused: bool,
     pub e2e_processing_latency: Latency,
+    /// Ours (NSQ has no replay): where the channel is in its topic's log.
+    pub position: Position,
+}
+
+/// A channel's place in the log (ours; clients that do not know it ignore it).
+#[derive(Debug, Serialize)]
+pub struct Position {
+    /// Every offset below this is finished.
+    pub floor: u64,
+    /// The next offset the channel reads from the log.
+    pub next: u64,
+    /// Messages not yet finished: end of the log minus the floor.
+    pub lag_messages: u64,
+    /// Age in seconds of the oldest unfinished message (0 when there is none).
+    pub lag_seconds: f64,
+}
+
+/// What a topic's log retains (ours; the range a channel can be rewound into).
+#[derive(Debug, Serialize)]
+pub struct Retained {
+    /// Oldest retained offset.
+    pub first_offset: u64,
+    /// One past the newest offset.
+    pub end_offset: u64,
+    /// Publish time of the oldest retained message, Unix ns (0 when none).
+    pub first_timestamp: i64,
+    /// Publish time of the newest message, Unix ns (0 when none).
+    pub last_timestamp: i64,
+    /// Bytes of log on disk.
+    pub bytes: u64,
 }
 
 /// One topic in `/stats`.
@@ -45,6 +75,13 @@ pub struct TopicStatsJson {
     pub message_bytes: u64,
     pub paused: bool,
     pub e2e_processing_latency: Latency,
+    /// Ours: the retained range of the log.
+    pub retained: Retained,
+}
+
+/// Publish time of the message at `offset`, if it is readable.
+fn timestamp_at(topic: &nsq_engine::Topic, offset: u64) -> Option<i64> {
+    topic.storage().read_one(offset).ok().flatten().map(|m| m.timestamp)
 }
 
 /// Process memory figures under NSQ's (Go heap) names: `heap_in_use_bytes` is our resident
@@ -141,6 +178,17 @@ pub fn collect(nsqd: &Nsqd, query: &StatsQuery) -> Stats {
                     .then(|| subscribed.iter().map(|c| c.stats(pub_topic)).collect()),
                 paused: channel.is_paused(),
                 e2e_processing_latency: NO_LATENCY(),
+                position: Position {
+                    floor: s.floor,
+                    next: s.next,
+                    lag_messages: tstats.end_offset.saturating_sub(s.floor),
+                    lag_seconds: if s.floor < tstats.end_offset {
+                        timestamp_at(&topic, s.floor)
+                            .map_or(0.0, |t| now.saturating_sub(t).max(0) as f64 / 1e9)
+                    } else {
+                        0.0
+                    },
+                },
             });
         }
         // NSQ leaves out topics without the asked-for channel.
@@ -156,6 +204,18 @@ pub fn collect(nsqd: &Nsqd, query: &StatsQuery) -> Stats {
             message_bytes: tstats.message_bytes,
             paused: topic.is_paused(),
             e2e_processing_latency: NO_LATENCY(),
+            retained: Retained {
+                first_offset: tstats.first_offset,
+                end_offset: tstats.end_offset,
+                first_timestamp: tstats.first_timestamp,
+                last_timestamp: tstats
+                    .end_offset
+                    .checked_sub(1)
+                    .filter(|&last| last >= tstats.first_offset)
+                    .and_then(|last| timestamp_at(&topic, last))
+                    .unwrap_or(0),
+                bytes: tstats.bytes,
+            },
         });
     }
     let topic_missing = query
