@@ -285,7 +285,10 @@ async fn stats_handler(State(nsqd): Shared, params: Params) -> Response {
 }
 
 /// The `topic` parameter, checked as NSQ does.
-pub(super) fn topic_param(params: &HashMap<String, String>, invalid: &'static str) -> Result<String, Reply> {
+pub(super) fn topic_param(
+    params: &HashMap<String, String>,
+    invalid: &'static str,
+) -> Result<String, Reply> {
     match params.get("topic") {
         None => Err(bad("MISSING_ARG_TOPIC")),
         Some(t) if !name::is_valid(t) => Err(bad(invalid)),
@@ -293,7 +296,10 @@ pub(super) fn topic_param(params: &HashMap<String, String>, invalid: &'static st
     }
 }
 
-pub(super) fn channel_param(params: &HashMap<String, String>, invalid: &'static str) -> Result<String, Reply> {
+pub(super) fn channel_param(
+    params: &HashMap<String, String>,
+    invalid: &'static str,
+) -> Result<String, Reply> {
     match params.get("channel") {
         None => Err(bad("MISSING_ARG_CHANNEL")),
         Some(c) if !name::is_valid(c) => Err(bad(invalid)),
@@ -452,7 +458,9 @@ async fn channel_action(
                 Some(Ok(start)) => start,
                 Some(Err(r)) => return r.into_response(),
             };
-            if engine.channel(&topic, &channel).is_some() || start == nsq_engine::ChannelStart::Default {
+            if engine.channel(&topic, &channel).is_some()
+                || start == nsq_engine::ChannelStart::Default
+            {
                 engine.create_channel(&topic, &channel, start).map(|_| ())
             } else {
                 return super::replay::create_at(&nsqd, &topic, &channel, start).into_response();
