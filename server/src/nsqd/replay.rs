@@ -10,7 +10,9 @@
 //!   (either unset: back to the nsqd-wide `--retention-time` / `--retention-bytes`).
 
 use super::context::Nsqd;
-use super::http::{bad, channel_param, first_wins, internal, not_found, topic_param, Params, Reply, Shared};
+use super::http::{
+    bad, channel_param, first_wins, internal, not_found, topic_param, Params, Reply, Shared,
+};
 use axum::extract::State;
 use axum::http::StatusCode;
 use nsq_engine::{ChannelStart, Error as EngineError, Retention};
@@ -47,7 +49,8 @@ pub fn parse_start(text: &str) -> Result<ChannelStart, Reply> {
 }
 
 fn rfc3339(nanos: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(nanos).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_nanos(nanos)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// NSQ-style answers for the engine's replay errors.

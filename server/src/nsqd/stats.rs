@@ -81,7 +81,12 @@ pub struct TopicStatsJson {
 
 /// Publish time of the message at `offset`, if it is readable.
 fn timestamp_at(topic: &nsq_engine::Topic, offset: u64) -> Option<i64> {
-    topic.storage().read_one(offset).ok().flatten().map(|m| m.timestamp)
+    topic
+        .storage()
+        .read_one(offset)
+        .ok()
+        .flatten()
+        .map(|m| m.timestamp)
 }
 
 /// Process memory figures under NSQ's (Go heap) names: `heap_in_use_bytes` is our resident
