@@ -1,2 +1,4 @@
-//! Benchmarks: criterion benches of the storage engine (`cargo bench -p nsq-benches`). The
-//! `nsq_bench` load generator (writer/reader over the TCP protocol) arrives with nsqd.
+//! Benchmarks: criterion benches of the storage engine (`cargo bench -p nsq-benches`), and
+//! [`load`], the `nsq_bench` load generator that drives a running nsqd over TCP.
+
+pub mod load;

@@ -28,3 +28,37 @@ fn publish_and_consume_over_tcp_and_http() {
     );
     assert!(nsqd.terminate().success());
 }
+
+#[test]
+fn nsq_bench_drives_nsqd_and_reports_a_table() {
+    let nsqd = Nsqd::start(&[]);
+    let out = std::process::Command::new(nsq_tests::binary("nsq_bench"))
+        .arg(format!("--nsqd-tcp-address={}", nsqd.tcp))
+        .args(["--runfor", "1", "--size", "100", "--batch-size", "50"])
+        .output()
+        .expect("run nsq_bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let published: u64 = stdout
+        .lines()
+        .find(|l| l.starts_with("published"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .expect("a published row");
+    assert!(published > 0, "{stdout}");
+    assert!(stdout.contains("p99"), "{stdout}");
+
+    let unreachable = std::process::Command::new(nsq_tests::binary("nsq_bench"))
+        .args(["--nsqd-tcp-address=127.0.0.1:1", "--runfor", "1"])
+        .output()
+        .expect("run nsq_bench");
+    assert!(!unreachable.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&unreachable.stderr).lines().count(),
+        1
+    );
+}

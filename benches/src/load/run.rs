@@ -1,0 +1,212 @@
+//! Running publishers and consumers against nsqd for a fixed time.
+
+use super::conn::Conn;
+use super::report::Report;
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nsq_server::protocol::{Command, Frame};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which sides run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Publishers only.
+    Pub,
+    /// Consumers only (of what is already there).
+    Sub,
+    /// Both at once.
+    Both,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// nsqd's TCP address.
+    pub addr: SocketAddr,
+    /// Topic to publish to and consume from.
+    pub topic: String,
+    /// Channel the consumers share.
+    pub channel: String,
+    /// Which sides run.
+    pub mode: Mode,
+    /// Body size in bytes.
+    pub size: usize,
+    /// Messages per MPUB (1: PUB).
+    pub batch: usize,
+    /// Publishing connections.
+    pub publishers: usize,
+    /// Consuming connections.
+    pub consumers: usize,
+    /// RDY per consumer.
+    pub max_in_flight: u32,
+    /// How long to run.
+    pub runfor: Duration,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// nsqd could not be reached.
+    #[error("cannot connect to nsqd at {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    /// A socket error mid-run.
+    #[error("I/O error: {0}")]
+    Io(std::io::Error),
+    /// nsqd closed a connection.
+    #[error("nsqd closed the connection")]
+    Closed,
+    /// nsqd answered with an error or something unexpected.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+#[derive(Default)]
+struct Counters {
+    published: AtomicU64,
+    consumed: AtomicU64,
+}
+
+async fn publisher(
+    config: Arc<Config>,
+    counters: Arc<Counters>,
+    until: Instant,
+) -> Result<Vec<Duration>, BenchError> {
+    let mut conn = Conn::connect(config.addr).await?;
+    let body = Bytes::from(vec![b'a'; config.size]);
+    let command = if config.batch <= 1 {
+        Command::Pub {
+            topic: config.topic.clone(),
+            body,
+        }
+    } else {
+        Command::Mpub {
+            topic: config.topic.clone(),
+            bodies: vec![body; config.batch],
+        }
+    };
+    let per_command = config.batch.max(1) as u64;
+    let mut latencies = Vec::new();
+    while Instant::now() < until {
+        let started = Instant::now();
+        conn.queue(&command);
+        conn.flush().await?;
+        conn.expect_ok().await?;
+        latencies.push(started.elapsed());
+        counters.published.fetch_add(per_command, Ordering::Relaxed);
+    }
+    Ok(latencies)
+}
+
+async fn consumer(
+    config: Arc<Config>,
+    counters: Arc<Counters>,
+    until: Instant,
+) -> Result<(), BenchError> {
+    let mut conn = Conn::connect(config.addr).await?;
+    conn.queue(&Command::Sub {
+        topic: config.topic.clone(),
+        channel: config.channel.clone(),
+    });
+    conn.flush().await?;
+    conn.expect_ok().await?;
+    conn.queue(&Command::Rdy(i64::from(config.max_in_flight)));
+    loop {
+        let remaining = until.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Ok(());
+        }
+        match tokio::time::timeout(remaining, conn.frame()).await {
+            Err(_) => return Ok(()),
+            Ok(frame) => {
+                if let Frame::Message { id, .. } = frame? {
+                    conn.queue(&Command::Fin(nsq_engine::MessageId(id)));
+                    counters.consumed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn progress() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar
+}
+
+/// Runs the benchmark and returns its report.
+pub async fn run(config: Config) -> Result<Report, BenchError> {
+    let config = Arc::new(config);
+    let counters = Arc::new(Counters::default());
+    // Create the topic and channel before timing, so both sides start together.
+    let mut setup = Conn::connect(config.addr).await?;
+    setup.queue(&Command::Sub {
+        topic: config.topic.clone(),
+        channel: config.channel.clone(),
+    });
+    setup.flush().await?;
+    setup.expect_ok().await?;
+    drop(setup);
+
+    let started = Instant::now();
+    let until = started + config.runfor;
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.mode != Mode::Sub {
+        for _ in 0..config.publishers {
+            let (config, counters, latencies) =
+                (config.clone(), counters.clone(), latencies.clone());
+            tasks.spawn(async move {
+                let mine = publisher(config, counters, until).await?;
+                latencies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(mine);
+                Ok::<(), BenchError>(())
+            });
+        }
+    }
+    if config.mode != Mode::Pub {
+        for _ in 0..config.consumers {
+            tasks.spawn(consumer(config.clone(), counters.clone(), until));
+        }
+    }
+    let bar = progress();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => return Err(e),
+                Some(Err(e)) => return Err(BenchError::Protocol(format!("task failed: {e}"))),
+            },
+            _ = tick.tick() => {
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                let (p, c) = (counters.published.load(Ordering::Relaxed), counters.consumed.load(Ordering::Relaxed));
+                bar.set_message(format!("published {p} ({:.0}/s)  consumed {c} ({:.0}/s)", p as f64 / secs, c as f64 / secs));
+                bar.tick();
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut ack_latencies =
+        std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    ack_latencies.sort();
+    Ok(Report {
+        elapsed: started.elapsed(),
+        published: counters.published.load(Ordering::Relaxed),
+        consumed: counters.consumed.load(Ordering::Relaxed),
+        size: config.size,
+        ack_latencies,
+    })
+}
