@@ -17,6 +17,21 @@ pub enum RecoveryEvent {
         /// Why the record at `position` was rejected.
         reason: String,
     },
+    /// A reader met unreadable data in a sealed segment (or a segment file missing between
+    /// two others) and skipped to the next record that checks out. Found while serving, not
+    /// on open: sealed segments are not scanned on open. `nsq_log repair` removes it for good.
+    SkippedDamage {
+        /// The segment.
+        path: PathBuf,
+        /// Byte position of the damage.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+        /// First offset skipped.
+        from: u64,
+        /// One past the last offset skipped.
+        to: u64,
+    },
     /// An index was missing or damaged and was rebuilt (or trimmed) from the records.
     IndexRepaired {
         /// The index file.
@@ -63,6 +78,12 @@ pub enum RecoveryEvent {
 impl fmt::Display for RecoveryEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RecoveryEvent::SkippedDamage { path, position, reason, from, to } => write!(
+                f,
+                "corrupt data in {} at byte {position}: {reason}; skipped offsets {from}..{} (run `nsq_log repair` on the stopped nsqd)",
+                path.display(),
+                to.saturating_sub(1)
+            ),
             RecoveryEvent::TruncatedTail { path, position, dropped_bytes, reason } => write!(
                 f,
                 "truncated torn tail of {} at byte {position} ({dropped_bytes} bytes dropped: {reason})",

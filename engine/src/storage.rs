@@ -52,6 +52,14 @@ impl Storage {
         }
     }
 
+    /// Damage readers skipped in sealed segments (always empty in memory).
+    pub fn skipped_damage(&self) -> Vec<crate::recovery::RecoveryEvent> {
+        match self {
+            Storage::Disk(log) => log.skipped_damage(),
+            Storage::Memory(_) => Vec::new(),
+        }
+    }
+
     /// Oldest retained offset.
     pub fn first_offset(&self) -> u64 {
         match self {

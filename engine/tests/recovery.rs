@@ -1,5 +1,6 @@
 //! Recovery on open: torn tails are cut back to the last good record, damage inside sealed
-//! segments is reported with file and position, and a data directory has one opener.
+//! segments is reported (typed, with file and position) and skipped by readers, and a data
+//! directory has one opener.
 
 mod common;
 
@@ -132,6 +133,26 @@ fn flipped_byte_in_a_sealed_segment_costs_only_that_record() {
         .collect();
     let expected: Vec<u64> = (0..100).filter(|&o| o != first + damaged_record).collect();
     assert_eq!(offsets, expected);
+    // Reported through the API (typed, with file and position), once.
+    let damage = engine.topic("t").expect("topic").storage().skipped_damage();
+    match damage.as_slice() {
+        [RecoveryEvent::SkippedDamage {
+            path,
+            position: at,
+            reason,
+            from,
+            to,
+        }] => {
+            assert_eq!(path, victim);
+            assert_eq!(*at, position);
+            assert!(reason.contains("checksum"), "{reason}");
+            assert_eq!(
+                (*from, *to),
+                (first + damaged_record, first + damaged_record + 1)
+            );
+        }
+        other => panic!("expected one SkippedDamage event, got {other:?}"),
+    }
     let message = Error::corrupt(victim, position, "checksum mismatch").to_string();
     assert!(message.contains("nsq_log repair"), "{message}");
 }

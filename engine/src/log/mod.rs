@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::options::{Retention, SyncPolicy};
 use crate::record::{self, Message, RECORD_HEADER_LEN};
+use crate::recovery::RecoveryEvent;
 use crate::segment::HEADER_LEN;
 use append::{SyncState, Writer};
 use segment_handle::Segment;
@@ -48,6 +49,8 @@ pub struct TopicLog {
     durable_end: AtomicU64,
     /// Bytes appended over the log's lifetime in this process (for write-amplification checks).
     bytes_appended: AtomicU64,
+    /// Damage readers skipped (see [`RecoveryEvent::SkippedDamage`]), each reported once.
+    damage: Mutex<Vec<RecoveryEvent>>,
 }
 
 /// Where a reader is in the log; kept by each channel so sequential reads need no lookups.
@@ -179,7 +182,7 @@ impl TopicLog {
                     ));
                 }
                 if next.first_offset > reader.offset {
-                    report_skipped(
+                    self.report_skipped(
                         &next.path,
                         0,
                         "a segment file is missing",
@@ -254,6 +257,37 @@ impl TopicLog {
         Ok(out.pop_front().filter(|m| m.offset == offset))
     }
 
+    /// Damage readers have skipped so far (each place once, whichever channel met it first).
+    pub fn skipped_damage(&self) -> Vec<RecoveryEvent> {
+        self.damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records (and logs, once per place) data a reader had to skip.
+    fn report_skipped(
+        &self,
+        path: &std::path::Path,
+        position: u64,
+        reason: &str,
+        from: u64,
+        to: u64,
+    ) {
+        let event = RecoveryEvent::SkippedDamage {
+            path: path.to_path_buf(),
+            position,
+            reason: reason.to_string(),
+            from,
+            to,
+        };
+        let mut damage = self.damage.lock().unwrap_or_else(|e| e.into_inner());
+        if !damage.contains(&event) {
+            tracing::error!("{event}");
+            damage.push(event);
+        }
+    }
+
     /// A sealed segment has an unreadable record at `pos`: move `reader` to the next record
     /// that checks out (or the end of the segment), log what is skipped, and return the new
     /// position. Serving what is sound beats refusing the whole channel; `nsq_log repair`
@@ -270,7 +304,7 @@ impl TopicLog {
             Some((q, offset)) => (pos + q as u64, offset),
             None => (segment.visible_len(), segment.end_offset()),
         };
-        report_skipped(&segment.path, pos, reason, reader.offset, new_offset);
+        self.report_skipped(&segment.path, pos, reason, reader.offset, new_offset);
         reader.offset = new_offset;
         Ok(new_pos)
     }
@@ -424,13 +458,4 @@ impl TopicLog {
         }
         Ok(doomed.len())
     }
-}
-
-/// One log line for data a reader had to skip.
-fn report_skipped(path: &std::path::Path, pos: u64, reason: &str, from: u64, to: u64) {
-    tracing::error!(
-        "corrupt data in {} at byte {pos}: {reason}; skipping offsets {from}..{} (run `nsq_log repair` on the stopped nsqd)",
-        path.display(),
-        to.saturating_sub(1)
-    );
 }

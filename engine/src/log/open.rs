@@ -202,6 +202,7 @@ impl TopicLog {
                 sync_done: Condvar::new(),
                 durable_end: AtomicU64::new(durable_end),
                 bytes_appended: AtomicU64::new(0),
+                damage: Mutex::new(Vec::new()),
             },
             events,
         })
