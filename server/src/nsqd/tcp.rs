@@ -19,6 +19,10 @@ use tokio::sync::{watch, Notify};
 const READY_POLL: Duration = Duration::from_millis(100);
 /// Messages taken from the channel per engine call.
 const TAKE_BATCH: usize = 256;
+/// Roughly how many bytes one take may put into the output buffer. Taken messages are
+/// encoded before they are written, so a client that stops reading would otherwise hold
+/// `TAKE_BATCH` messages of up to `--max-msg-size` each until its write times out.
+const TAKE_BYTES: usize = 256 * 1024;
 
 /// Accepts connections until `shutdown` flips.
 pub async fn serve(listener: TcpListener, nsqd: Arc<Nsqd>, mut shutdown: watch::Receiver<bool>) {
@@ -76,6 +80,9 @@ struct Connection {
     /// Our view of what this client holds: id -> deadline (engine timeouts happen at the same time).
     in_flight: HashMap<MessageId, Instant>,
     last_heard: Instant,
+    /// How many messages the next take asks for: sized from the last take's frames so that
+    /// one take stays near `TAKE_BYTES`; starts at 1, before any size is known.
+    take_limit: usize,
 }
 
 /// Why a connection ended, for the log.
@@ -104,6 +111,7 @@ impl Connection {
             closing: false,
             in_flight: HashMap::new(),
             last_heard: Instant::now(),
+            take_limit: 1,
         }
     }
 
@@ -286,7 +294,8 @@ impl Connection {
     fn pump(&mut self) -> Result<usize, CloseReason> {
         let Some(sub) = &self.sub else { return Ok(0) };
         let room = (self.ready - self.in_flight.len() as i64).max(0) as usize;
-        let mut deliveries: Vec<Delivery> = Vec::with_capacity(room.min(TAKE_BATCH));
+        let want = room.min(self.take_limit);
+        let mut deliveries: Vec<Delivery> = Vec::with_capacity(want);
         let now = self.nsqd.engine.now();
         let timeout = self.settings.msg_timeout;
         sub.channel
@@ -294,12 +303,19 @@ impl Connection {
                 now,
                 self.info.id,
                 timeout.as_nanos() as i64,
-                room.min(TAKE_BATCH),
+                want,
                 &mut deliveries,
             )
             .map_err(|e| format!("reading the channel failed: {e}"))?;
         let deadline = Instant::now() + timeout;
         let taken = deliveries.len();
+        let bytes: usize = deliveries
+            .iter()
+            .map(|d| d.body.len() + protocol::MESSAGE_HEADER_LEN)
+            .sum();
+        if let Some(average) = bytes.checked_div(taken) {
+            self.take_limit = (TAKE_BYTES / average.max(1)).clamp(1, TAKE_BATCH);
+        }
         let mut sent = 0;
         for d in deliveries {
             if self.settings.sample_rate > 0
