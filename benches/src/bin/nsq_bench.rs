@@ -19,8 +19,8 @@ struct Cli {
     /// Channel of the consumers.
     #[arg(long, default_value = "ch")]
     channel: String,
-    /// Which sides run.
-    #[arg(long, value_enum, default_value = "both")]
+    /// writer (publish), reader (consume what is there) or both at once.
+    #[arg(value_enum, default_value = "both")]
     mode: Mode,
     /// Message body size in bytes.
     #[arg(long, default_value_t = 200)]
@@ -28,12 +28,9 @@ struct Cli {
     /// Messages per MPUB (1 means PUB).
     #[arg(long, default_value_t = 200)]
     batch_size: usize,
-    /// Publishing connections.
+    /// Connections per side (publishers, consumers).
     #[arg(long, default_value_t = 1)]
-    publishers: usize,
-    /// Consuming connections.
-    #[arg(long, default_value_t = 1)]
-    consumers: usize,
+    concurrency: usize,
     /// RDY count of each consumer.
     #[arg(long, default_value_t = 2500)]
     max_in_flight: u32,
@@ -69,8 +66,7 @@ fn main() -> ExitCode {
         mode: cli.mode,
         size: cli.size,
         batch: cli.batch_size.max(1),
-        publishers: cli.publishers.max(1),
-        consumers: cli.consumers.max(1),
+        concurrency: cli.concurrency.max(1),
         max_in_flight: cli.max_in_flight.max(1),
         runfor: Duration::from_secs_f64(cli.runfor),
     };

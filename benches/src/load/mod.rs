@@ -1,9 +1,11 @@
-//! `nsq_bench`: publishes and/or consumes against a running nsqd over protocol V2 and reports
-//! throughput and publish-acknowledgement latency. Unlike NSQ's bench_writer/bench_reader it
+//! `nsq_bench`: publishes (writer) and/or consumes (reader) against a running nsqd over
+//! protocol V2 and reports throughput, publish-acknowledgement latency and end-to-end latency
+//! (receive time minus the message's publish timestamp). Unlike NSQ's bench_writer/bench_reader it
 //! runs both sides at once, so it measures end-to-end flow, and it waits for every `OK`, so
 //! "published" means acknowledged (durable, with `--sync-every=1`).
 
 mod conn;
+pub mod histogram;
 mod report;
 mod run;
 

@@ -1,5 +1,6 @@
 //! What a run measured, and the table a person reads.
 
+use super::histogram::Histogram;
 use std::fmt;
 use std::time::Duration;
 
@@ -14,22 +15,33 @@ pub struct Report {
     pub consumed: u64,
     /// Body size.
     pub size: usize,
-    /// Publish round trips (one per PUB or MPUB), sorted, for percentiles.
-    pub ack_latencies: Vec<Duration>,
+    /// Publish round trips (one per PUB or MPUB).
+    pub ack_latency: Histogram,
+    /// Receive time minus publish timestamp, per message consumed.
+    pub end_to_end: Histogram,
 }
 
 impl Report {
     fn rate(&self, n: u64) -> f64 {
         n as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
 
-    fn percentile(&self, p: f64) -> Option<Duration> {
-        if self.ack_latencies.is_empty() {
-            return None;
-        }
-        let i = ((self.ack_latencies.len() - 1) as f64 * p).round() as usize;
-        self.ack_latencies.get(i).copied()
-    }
+fn latency_line(f: &mut fmt::Formatter<'_>, what: &str, h: &Histogram) -> fmt::Result {
+    let (Some(p50), Some(p99), Some(p999)) =
+        (h.percentile(0.5), h.percentile(0.99), h.percentile(0.999))
+    else {
+        return Ok(());
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    writeln!(
+        f,
+        "{what:<26} p50 {:>9.3} ms  p99 {:>9.3} ms  p99.9 {:>9.3} ms  max {:>9.3} ms",
+        ms(p50),
+        ms(p99),
+        ms(p999),
+        ms(h.max())
+    )
 }
 
 impl fmt::Display for Report {
@@ -56,16 +68,8 @@ impl fmt::Display for Report {
             self.rate(self.consumed),
             mb(self.consumed)
         )?;
-        if let (Some(p50), Some(p99), Some(max)) = (
-            self.percentile(0.5),
-            self.percentile(0.99),
-            self.ack_latencies.last(),
-        ) {
-            writeln!(
-                f,
-                "publish acknowledgement latency: p50 {p50:?}  p99 {p99:?}  max {max:?}"
-            )?;
-        }
+        latency_line(f, "publish ack latency", &self.ack_latency)?;
+        latency_line(f, "end-to-end latency", &self.end_to_end)?;
         write!(f, "over {:.2?}", self.elapsed)
     }
 }

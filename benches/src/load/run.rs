@@ -1,6 +1,7 @@
 //! Running publishers and consumers against nsqd for a fixed time.
 
 use super::conn::Conn;
+use super::histogram::Histogram;
 use super::report::Report;
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -14,10 +15,12 @@ use std::time::{Duration, Instant};
 /// Which sides run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// Publishers only.
-    Pub,
-    /// Consumers only (of what is already there).
-    Sub,
+    /// Publishers only (like NSQ's bench_writer).
+    #[value(alias = "pub")]
+    Writer,
+    /// Consumers only, of what is already there (like NSQ's bench_reader).
+    #[value(alias = "sub")]
+    Reader,
     /// Both at once.
     Both,
 }
@@ -37,10 +40,8 @@ pub struct Config {
     pub size: usize,
     /// Messages per MPUB (1: PUB).
     pub batch: usize,
-    /// Publishing connections.
-    pub publishers: usize,
-    /// Consuming connections.
-    pub consumers: usize,
+    /// Connections per side.
+    pub concurrency: usize,
     /// RDY per consumer.
     pub max_in_flight: u32,
     /// How long to run.
@@ -74,7 +75,7 @@ async fn publisher(
     config: Arc<Config>,
     counters: Arc<Counters>,
     until: Instant,
-) -> Result<Vec<Duration>, BenchError> {
+) -> Result<Histogram, BenchError> {
     let mut conn = Conn::connect(config.addr).await?;
     let body = Bytes::from(vec![b'a'; config.size]);
     let command = if config.batch <= 1 {
@@ -89,23 +90,30 @@ async fn publisher(
         }
     };
     let per_command = config.batch.max(1) as u64;
-    let mut latencies = Vec::new();
+    let mut latencies = Histogram::default();
     while Instant::now() < until {
         let started = Instant::now();
         conn.queue(&command);
         conn.flush().await?;
         conn.expect_ok().await?;
-        latencies.push(started.elapsed());
+        latencies.record(started.elapsed());
         counters.published.fetch_add(per_command, Ordering::Relaxed);
     }
     Ok(latencies)
+}
+
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 async fn consumer(
     config: Arc<Config>,
     counters: Arc<Counters>,
     until: Instant,
-) -> Result<(), BenchError> {
+) -> Result<Histogram, BenchError> {
     let mut conn = Conn::connect(config.addr).await?;
     conn.queue(&Command::Sub {
         topic: config.topic.clone(),
@@ -114,15 +122,18 @@ async fn consumer(
     conn.flush().await?;
     conn.expect_ok().await?;
     conn.queue(&Command::Rdy(i64::from(config.max_in_flight)));
+    let mut end_to_end = Histogram::default();
     loop {
         let remaining = until.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Ok(());
+            return Ok(end_to_end);
         }
         match tokio::time::timeout(remaining, conn.frame()).await {
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(end_to_end),
             Ok(frame) => {
-                if let Frame::Message { id, .. } = frame? {
+                if let Frame::Message { id, timestamp, .. } = frame? {
+                    let age = unix_nanos().saturating_sub(timestamp).max(0);
+                    end_to_end.record(Duration::from_nanos(age as u64));
                     conn.queue(&Command::Fin(nsq_engine::MessageId(id)));
                     counters.consumed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -159,25 +170,27 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
 
     let started = Instant::now();
     let until = started + config.runfor;
-    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let acks = Arc::new(Mutex::new(Histogram::default()));
+    let ends = Arc::new(Mutex::new(Histogram::default()));
     let mut tasks = tokio::task::JoinSet::new();
-    if config.mode != Mode::Sub {
-        for _ in 0..config.publishers {
-            let (config, counters, latencies) =
-                (config.clone(), counters.clone(), latencies.clone());
+    if config.mode != Mode::Reader {
+        for _ in 0..config.concurrency {
+            let (config, counters, acks) = (config.clone(), counters.clone(), acks.clone());
             tasks.spawn(async move {
                 let mine = publisher(config, counters, until).await?;
-                latencies
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(mine);
+                acks.lock().unwrap_or_else(|e| e.into_inner()).merge(&mine);
                 Ok::<(), BenchError>(())
             });
         }
     }
-    if config.mode != Mode::Pub {
-        for _ in 0..config.consumers {
-            tasks.spawn(consumer(config.clone(), counters.clone(), until));
+    if config.mode != Mode::Writer {
+        for _ in 0..config.concurrency {
+            let (config, counters, ends) = (config.clone(), counters.clone(), ends.clone());
+            tasks.spawn(async move {
+                let mine = consumer(config, counters, until).await?;
+                ends.lock().unwrap_or_else(|e| e.into_inner()).merge(&mine);
+                Ok::<(), BenchError>(())
+            });
         }
     }
     let bar = progress();
@@ -199,14 +212,14 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
         }
     }
     bar.finish_and_clear();
-    let mut ack_latencies =
-        std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
-    ack_latencies.sort();
+    let take =
+        |h: &Mutex<Histogram>| std::mem::take(&mut *h.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Report {
         elapsed: started.elapsed(),
         published: counters.published.load(Ordering::Relaxed),
         consumed: counters.consumed.load(Ordering::Relaxed),
         size: config.size,
-        ack_latencies,
+        ack_latency: take(&acks),
+        end_to_end: take(&ends),
     })
 }
