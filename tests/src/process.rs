@@ -41,22 +41,40 @@ pub struct Nsqd {
     /// `--http-address`.
     pub http: SocketAddr,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Nsqd {
     /// Starts nsqd on a fresh temporary data directory with `extra` flags.
     pub fn start(extra: &[&str]) -> Nsqd {
+        Nsqd::start_with_env(extra, &[])
+    }
+
+    /// Starts nsqd on a fresh temporary data directory with `extra` flags and environment
+    /// variables `env` (kept for restarts).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Nsqd {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
-        let mut nsqd = Nsqd::on(&data, extra);
+        let mut nsqd = Nsqd::stopped(&data, extra);
+        nsqd.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         nsqd._dir = Some(dir);
+        nsqd.spawn();
         nsqd
     }
 
     /// Starts nsqd on an existing data directory (not deleted on drop).
     pub fn on(data: &Path, extra: &[&str]) -> Nsqd {
-        let mut nsqd = Nsqd {
+        let mut nsqd = Nsqd::stopped(data, extra);
+        nsqd.spawn();
+        nsqd
+    }
+
+    fn stopped(data: &Path, extra: &[&str]) -> Nsqd {
+        Nsqd {
             child: None,
             data: data.to_path_buf(),
             _dir: None,
@@ -64,9 +82,8 @@ impl Nsqd {
             tcp: SocketAddr::from(([127, 0, 0, 1], free_port())),
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        nsqd.spawn();
-        nsqd
+            env: Vec::new(),
+        }
     }
 
     /// The data directory.
@@ -102,6 +119,7 @@ impl Nsqd {
             .arg(format!("--http-address={}", self.http))
             .arg("--broadcast-address=127.0.0.1")
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -5,9 +5,11 @@
 //! fsynced, can simulate a power cut (everything not fsynced is thrown away) and can inject
 //! write, fsync and out-of-space errors.
 
+mod journal;
 mod real;
 mod sim;
 
+pub use journal::SyncJournalFs;
 pub use real::RealFs;
 pub use sim::{SimFaults, SimFs};
 

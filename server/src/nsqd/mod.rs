@@ -60,8 +60,32 @@ pub enum NsqdError {
     NoDataPath(std::path::PathBuf),
 }
 
+/// Environment variable naming a journal of every fsync (see [`nsq_engine::fs::SyncJournalFs`]):
+/// lets the power-cut tests drop exactly what was never fsynced. Not for production.
+pub const SYNC_JOURNAL_ENV: &str = "NSQD_TEST_SYNC_JOURNAL";
+
 /// The engine options nsqd's flags mean.
 pub fn engine_options(opts: &NsqdOptions) -> EngineOptions {
+    let mut options = flag_options(opts);
+    if let Some(path) = std::env::var_os(SYNC_JOURNAL_ENV) {
+        match nsq_engine::fs::SyncJournalFs::new(std::path::Path::new(&path)) {
+            Ok(fs) => {
+                tracing::warn!(
+                    "journaling every fsync to {} ({SYNC_JOURNAL_ENV}; a test setting)",
+                    path.to_string_lossy()
+                );
+                options.fs = Arc::new(fs);
+            }
+            Err(e) => tracing::error!(
+                "cannot open the fsync journal {}: {e}",
+                path.to_string_lossy()
+            ),
+        }
+    }
+    options
+}
+
+fn flag_options(opts: &NsqdOptions) -> EngineOptions {
     EngineOptions {
         max_bytes_per_file: opts.max_bytes_per_file.max(4096),
         sync: SyncPolicy {
