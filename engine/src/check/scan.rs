@@ -93,6 +93,8 @@ pub fn scan_segment(bytes: &[u8], first: u64) -> SegmentScan {
     while pos < len {
         let at = pos as usize;
         let reason = match check_record(&bytes[at..]) {
+            // No offset can follow it, so no real log holds it (and counting on would overflow).
+            Ok((u64::MAX, _, _)) => "offset u64::MAX leaves no next offset".to_string(),
             Ok((offset, timestamp, total)) if offset == expected => {
                 scan.records.push(GoodRecord {
                     offset,
@@ -177,6 +179,16 @@ mod tests {
             );
         }
         out
+    }
+
+    #[test]
+    fn last_possible_offset_is_damage_not_overflow() {
+        // Found by fuzzing: a segment whose first offset is u64::MAX overflowed the count.
+        let bytes = segment(u64::MAX, &[b"a"]);
+        let scan = scan_segment(&bytes, u64::MAX);
+        assert!(scan.records.is_empty());
+        assert_eq!(scan.damage.len(), 1);
+        assert_eq!(scan.end_offset, u64::MAX);
     }
 
     #[test]

@@ -71,6 +71,11 @@ fn scan(
         let mut at = 0usize;
         while at < chunk.len() {
             match record::decode(&chunk.slice(at..), config.max_body) {
+                // No offset can follow it, so no real log holds it (and counting on would overflow).
+                Ok((m, _)) if m.offset == u64::MAX => {
+                    scan.stopped = Some("offset u64::MAX leaves no next offset".to_string());
+                    return Ok(scan);
+                }
                 Ok((m, size)) if m.offset == offset => {
                     if scan.since_index >= config.index_interval_bytes {
                         scan.entries.push(IndexEntry {

@@ -55,7 +55,9 @@ pub fn parse_mpub_body(
     if count <= 0 || i64::from(count) > max_messages {
         return Err(MpubError::BadCount(count));
     }
-    let mut messages = Vec::with_capacity(count as usize);
+    // Sized by what the body can hold, not by the count it claims (an 8-byte body may claim
+    // a million messages).
+    let mut messages = Vec::with_capacity((count as usize).min(data.len() / 5));
     let mut at = 4;
     for i in 0..count as usize {
         let size = read_u32(data, at).ok_or(MpubError::MissingSize(i))?;
