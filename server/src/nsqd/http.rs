@@ -44,6 +44,8 @@ pub enum Reply {
     Error(StatusCode, &'static str),
     /// An error status with a text of ours.
     ErrorText(StatusCode, String),
+    /// An error status with a plain-text body (NSQ's `PlainText` handlers: `/ping`).
+    PlainError(StatusCode, String),
 }
 
 impl IntoResponse for Reply {
@@ -68,6 +70,7 @@ impl IntoResponse for Reply {
                 "application/json; charset=utf-8",
                 serde_json::json!({ "message": m }).to_string(),
             ),
+            Reply::PlainError(s, m) => (s, "text/plain; charset=utf-8", m),
         };
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
@@ -202,7 +205,7 @@ fn method_not_allowed(allow: &'static str) -> Response {
 async fn ping(State(nsqd): Shared) -> Reply {
     match nsqd.health() {
         None => Reply::Text("OK"),
-        Some(e) => Reply::ErrorText(StatusCode::INTERNAL_SERVER_ERROR, format!("NOK - {e}")),
+        Some(e) => Reply::PlainError(StatusCode::INTERNAL_SERVER_ERROR, format!("NOK - {e}")),
     }
 }
 
