@@ -7,7 +7,8 @@
 //! Known gap (the ignored test): on a disk that is 100% full, consuming everything does not
 //! free space. Segments are deleted only below the channels' *persisted* floors, and
 //! persisting a cursor (write tmp + rename) needs a free block, so nothing is ever reclaimed
-//! until space is freed by hand.
+//! until space is freed by hand. Nor does nsqd restart on a 100% full disk (the second ignored
+//! test): opening writes a header into the empty segment file a failed roll left behind.
 
 use nsq_server::protocol::{Command, Frame};
 use nsq_tests::{http_get, http_post, Nsqd, RawClient};
@@ -326,4 +327,22 @@ fn full_disk_resumes_once_consumed_segments_are_reclaimed() {
     let extra = consume_all(&mut consumer, &acked[acked.len() - 2..]);
     assert!(extra.is_empty(), "unexpected messages {extra:?}");
     assert_eq!(http_get(&nsqd.url("/ping")).status, 200, "healthy again");
+}
+
+#[test]
+#[ignore = "engine: opening rewrites the header of the empty segment a failed roll left, which needs a free block, so nsqd refuses to start on a 100% full disk"]
+fn nsqd_restarts_on_a_full_disk_and_serves_what_it_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some((_fs, data)) = mount_data_dir(dir.path()) else {
+        return;
+    };
+    let mut nsqd = start(&data);
+    let mut next = 0;
+    let mut acked = Vec::new();
+    publish_until_full(&nsqd, &mut next, &mut acked);
+    // A clean stop may fail to persist cursors (no space); a kill is what a crash looks like.
+    nsqd.kill9();
+    nsqd.restart();
+    let mut consumer = consumer(&nsqd);
+    consume_all(&mut consumer, &acked);
 }
