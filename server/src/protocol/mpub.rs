@@ -180,4 +180,22 @@ mod tests {
         let e = split_http_mpub(&Bytes::from_static(b"\0\0"), true, 10, 100).unwrap_err();
         assert_eq!(e.code(), "BAD_BODY");
     }
+
+    proptest::proptest! {
+        /// The `http_mpub` fuzz target's property, bounded, in the normal suite.
+        #[test]
+        fn arbitrary_bodies_split_within_limits(
+            binary: bool,
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let body = Bytes::from(data.clone());
+            if let Ok(messages) = split_http_mpub(&body, binary, 64, 256) {
+                proptest::prop_assert!(data.len() <= 256);
+                for m in &messages {
+                    proptest::prop_assert!(!m.is_empty() && m.len() <= 64);
+                    proptest::prop_assert!(binary || !m.contains(&b'\n'));
+                }
+            }
+        }
+    }
 }
