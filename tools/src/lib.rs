@@ -4,8 +4,12 @@
 //! this library, which holds the logic so it can be tested without spawning processes.
 //!
 //! - [`client`]: an async NSQ client library (`Producer`, `Consumer`) the tools are built on.
+//! - [`to_file`]: `nsq_to_file`, which archives topics to files.
+//! - [`cli`]: flag and error conventions shared by the network tools.
 //! - [`log_tool`]: `nsq_log`, which inspects a data directory offline (`stat`, `dump`).
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod client;
 pub mod log_tool;
+pub mod to_file;

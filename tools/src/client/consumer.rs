@@ -5,7 +5,7 @@ use super::backoff::RdyPlanner;
 use super::config::Config;
 use super::error::{Error, Result};
 use super::lookup::lookup_producers;
-use super::message::{Message, Outcome};
+use super::message::{InFlight, Message, Outcome};
 use super::session::run_connection;
 use nsq_server::protocol::{is_valid_name, Command};
 use rand::Rng;
@@ -62,6 +62,8 @@ pub(crate) struct Entry {
     pub(crate) tx: Option<mpsc::UnboundedSender<Command>>,
     pub(crate) max_rdy: i64,
     pub(crate) rdy: i64,
+    /// Unanswered messages on the current connection.
+    pub(crate) in_flight: Option<Arc<InFlight>>,
     /// Lookupd no longer lists it: closing.
     pub(crate) dropped: bool,
 }
@@ -135,6 +137,7 @@ impl Shared {
                     tx: None,
                     max_rdy: 1,
                     rdy: 0,
+                    in_flight: None,
                     dropped: false,
                 },
             );
@@ -267,6 +270,20 @@ impl Consumer {
             .filter(|(_, e)| e.tx.is_some())
             .map(|(a, _)| a.clone())
             .collect()
+    }
+
+    /// Whether some connection holds (nearly) as many unanswered messages as its RDY allows,
+    /// so nsqd will send it no more until some are answered (go-nsq's `IsStarved`). A
+    /// handler that answers in batches answers now.
+    pub fn is_starved(&self) -> bool {
+        let conns = self.shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.values().any(|e| match (&e.tx, &e.in_flight) {
+            (Some(_), Some(in_flight)) if e.rdy > 0 => {
+                let count = in_flight.count.load(Ordering::SeqCst) as i64;
+                count * 100 >= e.rdy * 85
+            }
+            _ => false,
+        })
     }
 
     /// Messages handed to the handler and not yet answered.

@@ -88,8 +88,10 @@ async fn session(
 
     let (tx, rx) = mpsc::unbounded_channel();
     let writing = tokio::spawn(write_loop(conn.writer, rx));
+    let in_flight = Arc::new(InFlight::default());
     if let Some(entry) = lock(shared).get_mut(addr) {
         entry.tx = Some(tx.clone());
+        entry.in_flight = Some(in_flight.clone());
         entry.max_rdy = conn.negotiated.max_rdy_count;
         entry.rdy = 0;
     }
@@ -102,7 +104,6 @@ async fn session(
     }
     let _ = shared.events.send(Event::Changed);
 
-    let in_flight = Arc::new(InFlight::default());
     let nsqd: Arc<str> = Arc::from(addr);
     let touch_every = config
         .touch_slow_handlers
