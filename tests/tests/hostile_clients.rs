@@ -401,3 +401,77 @@ fn stalled_and_garbage_clients_do_not_disturb_others() {
     half_line.expect_response(b"OK");
     assert_eq!(http_get(&nsqd.url("/ping")).status, 200);
 }
+
+#[test]
+fn running_out_of_file_descriptors_does_not_spin_or_stop_nsqd() {
+    const LIMIT: u64 = 200;
+    const CLIENTS: usize = 300;
+    let nsqd = Nsqd::start(&[]);
+    let pid = nsqd.pid();
+    let limit = libc::rlimit {
+        rlim_cur: LIMIT,
+        rlim_max: LIMIT,
+    };
+    // SAFETY: prlimit reads the struct we pass and writes nothing (old limits not asked for).
+    let set = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    if set != 0 {
+        println!(
+            "skipping: cannot lower nsqd's open-file limit ({})",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+
+    // More connections than nsqd may have files: the kernel queues the rest, accept fails.
+    let mut flood = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut s = TcpStream::connect(nsqd.tcp).expect("connect");
+        s.write_all(b"  V2").expect("magic");
+        flood.push(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nsqd.log().contains("accept failed") {
+        assert!(
+            Instant::now() < deadline,
+            "nsqd never ran out of descriptors: {} open",
+            open_fds(pid)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Failing accepts back off instead of spinning: a few dozen log lines a second, not
+    // thousands.
+    let failures = || nsqd.log().matches("accept failed").count();
+    let before = failures();
+    std::thread::sleep(Duration::from_secs(1));
+    let per_second = failures() - before;
+    println!("with {CLIENTS} connections against a limit of {LIMIT} files: {per_second} failed accepts logged in 1 s");
+    assert!(
+        per_second < 200,
+        "nsqd retries accept in a tight loop: {per_second} failures in 1 s"
+    );
+
+    // Once the flood is gone, everything works again.
+    drop(flood);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while open_fds(pid) > 100 || http_get(&nsqd.url("/ping")).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "nsqd did not recover: {} fds open",
+            open_fds(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let consumer = consume(&nsqd, "after", "c", 10, 20, Duration::from_secs(15));
+    let mut publisher = RawClient::connect(nsqd.tcp);
+    for i in 0..20 {
+        publisher.publish("after", format!("after {i}").as_bytes());
+    }
+    assert_eq!(consumer.join().expect("consumer").len(), 20);
+}
