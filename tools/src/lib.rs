@@ -4,7 +4,8 @@
 //! this library, which holds the logic so it can be tested without spawning processes.
 //!
 //! - [`client`]: an async NSQ client library (`Producer`, `Consumer`) the tools are built on.
-//! - [`to_file`]: `nsq_to_file`, which archives topics to files.
+//! - [`to_file`], [`to_nsq`], [`tail`], [`stat`]: `nsq_to_file` (archive topics to files),
+//!   `to_nsq` (stdin to a topic), `nsq_tail` (topics to stdout), `nsq_stat` (rolling stats).
 //! - [`cli`]: flag and error conventions shared by the network tools.
 //! - [`log_tool`]: `nsq_log`, which inspects a data directory offline (`stat`, `dump`).
 #![warn(missing_docs)]
@@ -12,4 +13,7 @@
 pub mod cli;
 pub mod client;
 pub mod log_tool;
+pub mod stat;
+pub mod tail;
 pub mod to_file;
+pub mod to_nsq;

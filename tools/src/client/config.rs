@@ -28,6 +28,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Message timeout asked of nsqd in IDENTIFY (`None`: the server's `--msg-timeout`).
     pub msg_timeout: Option<Duration>,
+    /// How many messages the handler works on at once (go-nsq's `AddConcurrentHandlers`).
+    /// With 1, messages are handled one after another in the order they arrive.
+    pub handler_concurrency: usize,
     /// Send TOUCH for a message whose handler is still running at half its timeout.
     pub touch_slow_handlers: bool,
     /// Every how often RDY rotates among connections when `max_in_flight` is smaller
@@ -61,6 +64,7 @@ impl Default for Config {
             max_attempts: 5,
             heartbeat_interval: Duration::from_secs(30),
             msg_timeout: None,
+            handler_concurrency: 1,
             touch_slow_handlers: true,
             rdy_redistribute_interval: Duration::from_secs(5),
             reconnect_interval: Duration::from_secs(15),

@@ -6,7 +6,7 @@ use super::config::Config;
 use super::error::{Error, Result};
 use super::lookup::lookup_producers;
 use super::message::{InFlight, Message, Outcome};
-use super::session::run_connection;
+use super::session::{handle, run_connection};
 use nsq_server::protocol::{is_valid_name, Command};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -55,6 +55,9 @@ pub(crate) enum Event {
     Stop,
 }
 
+/// A message for the handler workers, with its TOUCH period.
+pub(crate) type Dispatched = (Message, Option<Duration>);
+
 /// One nsqd the consumer is connected (or connecting) to.
 pub(crate) struct Entry {
     pub(crate) source: Source,
@@ -76,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) handler: BoxedHandler,
     pub(crate) conns: Mutex<BTreeMap<String, Entry>>,
     pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Messages for the handler workers, with their TOUCH period.
+    pub(crate) dispatch: mpsc::UnboundedSender<Dispatched>,
     pub(crate) stop: watch::Sender<bool>,
     lookupds: Mutex<Vec<String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -168,6 +173,7 @@ impl Shared {
 pub struct Consumer {
     shared: Arc<Shared>,
     controller: Mutex<Option<JoinHandle<()>>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Consumer {
@@ -184,6 +190,7 @@ impl Consumer {
             }
         }
         let (events, events_rx) = mpsc::unbounded_channel();
+        let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
         let handler: BoxedHandler = Arc::new(move |m| Box::pin(handler(m)));
         let shared = Arc::new(Shared {
             topic: topic.to_string(),
@@ -192,6 +199,7 @@ impl Consumer {
             handler,
             conns: Mutex::new(BTreeMap::new()),
             events,
+            dispatch,
             stop: watch::channel(false).0,
             lookupds: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
@@ -203,9 +211,14 @@ impl Consumer {
             backoffs: AtomicU64::new(0),
         });
         let controller = tokio::spawn(control_rdy(shared.clone(), events_rx));
+        let queue = Arc::new(tokio::sync::Mutex::new(dispatch_rx));
+        let workers = (0..shared.config.handler_concurrency.max(1))
+            .map(|_| tokio::spawn(work(shared.clone(), queue.clone())))
+            .collect();
         Ok(Consumer {
             shared,
             controller: Mutex::new(Some(controller)),
+            workers,
         })
     }
 
@@ -316,6 +329,9 @@ impl Consumer {
                 let _ = task.await;
             }
         }
+        for worker in &self.workers {
+            worker.abort();
+        }
         let _ = shared.events.send(Event::Stop);
         let controller = self
             .controller
@@ -342,6 +358,20 @@ impl Drop for Consumer {
         {
             task.abort();
         }
+    }
+}
+
+/// A handler worker: takes the next message (in arrival order) and handles it.
+async fn work(
+    shared: Arc<Shared>,
+    queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Dispatched>>>,
+) {
+    loop {
+        let next = queue.lock().await.recv().await;
+        let Some((message, touch_every)) = next else {
+            return;
+        };
+        handle(shared.clone(), message, touch_every).await;
     }
 }
 

@@ -134,7 +134,7 @@ async fn session(
                 if config.max_attempts > 0 && attempts > config.max_attempts {
                     message.give_up();
                 } else {
-                    tokio::spawn(handle(shared.clone(), message, touch_every));
+                    let _ = shared.dispatch.send((message, touch_every));
                 }
             }
             Ok(Frame::Response(data)) => match &data[..] {
@@ -168,7 +168,7 @@ async fn session(
 
 /// Runs the handler in its own task (so a panic is a failure, not a lost message), sends
 /// TOUCH while it runs long, then answers unless the handler took that over.
-async fn handle(shared: Arc<Shared>, message: Message, touch_every: Option<Duration>) {
+pub(crate) async fn handle(shared: Arc<Shared>, message: Message, touch_every: Option<Duration>) {
     let mut work = tokio::spawn((shared.handler)(message.clone()));
     let result = match touch_every {
         None => (&mut work).await,
