@@ -37,6 +37,12 @@ pub enum RecoveryEvent {
         /// The index file.
         path: PathBuf,
     },
+    /// The newest segment held no complete header (a roll cut short) and was removed; the one
+    /// before it is the active segment again.
+    EmptySegmentRemoved {
+        /// The removed segment.
+        path: PathBuf,
+    },
     /// A segment created just before a crash held no complete header; it was re-initialised.
     HeaderRewritten {
         /// The segment.
@@ -90,6 +96,11 @@ impl fmt::Display for RecoveryEvent {
                 path.display()
             ),
             RecoveryEvent::IndexRepaired { path } => write!(f, "rebuilt index {}", path.display()),
+            RecoveryEvent::EmptySegmentRemoved { path } => write!(
+                f,
+                "removed {}, a segment without a complete header (a roll cut short)",
+                path.display()
+            ),
             RecoveryEvent::HeaderRewritten { path } => {
                 write!(f, "re-initialised empty segment {} with a torn header", path.display())
             }

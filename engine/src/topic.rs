@@ -202,14 +202,17 @@ impl Topic {
         }
     }
 
-    /// The lowest offset anything durable still needs: the smallest persisted floor of the
-    /// durable channels, or the backlog start when there are none.
+    /// The lowest offset anything durable still needs: the smallest floor of the durable
+    /// channels (in memory: everything below it is finished, so deleting it loses nothing even
+    /// if a crash reverts the cursor file; what the file still lists there is then skipped
+    /// instead of redelivered), or the backlog start when there are none. Not waiting for a
+    /// cursor persist matters on a full disk, where the persist itself needs the space.
     pub(crate) fn retention_floor(&self) -> u64 {
         let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
         let floors = channels
             .values()
             .filter(|c| !c.is_ephemeral())
-            .map(|c| c.persisted_floor());
+            .map(|c| c.floor());
         floors
             .min()
             .unwrap_or_else(|| self.backlog_start.load(Ordering::Acquire))

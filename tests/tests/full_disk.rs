@@ -4,11 +4,10 @@
 //! reclaimed) publishing resumes without a restart. Skips with a clear line where mounting
 //! is not allowed.
 //!
-//! Known gap (the ignored test): on a disk that is 100% full, consuming everything does not
-//! free space. Segments are deleted only below the channels' *persisted* floors, and
-//! persisting a cursor (write tmp + rename) needs a free block, so nothing is ever reclaimed
-//! until space is freed by hand. Nor does nsqd restart on a 100% full disk (the second ignored
-//! test): opening writes a header into the empty segment file a failed roll left behind.
+//! On a disk that is 100% full, consuming everything reclaims space (retention follows the
+//! channels' in-memory floors, so it does not wait for a cursor persist that needs a free
+//! block), and nsqd restarts and serves what it holds (opening removes the header-less segment
+//! a failed roll left, instead of writing into it).
 
 use nsq_server::protocol::{Command, Frame};
 use nsq_tests::{http_get, http_post, Nsqd, RawClient};
@@ -297,7 +296,6 @@ fn full_disk_fails_publishes_keeps_acknowledged_and_resumes_when_a_file_is_delet
 }
 
 #[test]
-#[ignore = "engine: a 100% full disk is never reclaimed, since trimming waits for a cursor persist that needs a free block (see the module doc)"]
 fn full_disk_resumes_once_consumed_segments_are_reclaimed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let Some((_fs, data)) = mount_data_dir(dir.path()) else {
@@ -330,7 +328,6 @@ fn full_disk_resumes_once_consumed_segments_are_reclaimed() {
 }
 
 #[test]
-#[ignore = "engine: opening rewrites the header of the empty segment a failed roll left, which needs a free block, so nsqd refuses to start on a 100% full disk"]
 fn nsqd_restarts_on_a_full_disk_and_serves_what_it_holds() {
     let dir = tempfile::tempdir().expect("temp dir");
     let Some((_fs, data)) = mount_data_dir(dir.path()) else {

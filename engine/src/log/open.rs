@@ -178,6 +178,27 @@ impl TopicLog {
             fs.sync_dir(&dir).at(&dir)?;
             firsts.push(start_offset);
         }
+        // A roll that failed (or crashed) before the new segment's header was written leaves a
+        // file shorter than a header: drop it, so the previous segment becomes the active one
+        // again. Re-initialising it instead would need free space, which a full disk lacks.
+        while firsts.len() > 1 {
+            let last = firsts[firsts.len() - 1];
+            let path = segment::log_path(&dir, last);
+            let len = fs
+                .open(&path, OpenMode::Read)
+                .and_then(|f| f.len())
+                .at(&path)?;
+            if len >= HEADER_LEN {
+                break;
+            }
+            fs.remove_file(&path).at(&path)?;
+            let index_path = segment::index_path(&dir, last);
+            if fs.exists(&index_path) {
+                fs.remove_file(&index_path).at(&index_path)?;
+            }
+            events.push(RecoveryEvent::EmptySegmentRemoved { path });
+            firsts.pop();
+        }
         let mut segments = Vec::with_capacity(firsts.len());
         for (i, &first) in firsts[..firsts.len() - 1].iter().enumerate() {
             let next_first = firsts[i + 1];
