@@ -9,8 +9,10 @@ pub mod lookupd;
 pub mod process;
 pub mod python;
 pub mod raw;
+pub mod tool;
 
 pub use http::{http_get, http_post, http_request, HttpReply};
 pub use lookupd::Nsqlookupd;
 pub use process::{binary, free_port, Nsqd};
 pub use raw::RawClient;
+pub use tool::{run_tool, Tool, ToolOutput};
