@@ -124,3 +124,44 @@ impl Drop for Tool {
         self.kill9();
     }
 }
+
+/// The lines of every file under `dir` (recursively), gzip files decompressed (all their
+/// members). A gzip file whose last member is cut short (a writer killed mid-member) yields
+/// the lines before the cut. Returns the lines and the files read.
+pub fn archive_lines(dir: &std::path::Path) -> (Vec<String>, Vec<PathBuf>) {
+    use std::io::Read;
+    let mut lines = Vec::new();
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let raw = std::fs::read(&path).expect("read archive file");
+            let text = if path.extension().is_some_and(|e| e == "gz") {
+                let mut out = Vec::new();
+                let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
+                // An error here means a torn last member: keep what decoded.
+                let _ = decoder.read_to_end(&mut out);
+                out
+            } else {
+                raw
+            };
+            lines.extend(
+                String::from_utf8_lossy(&text)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+            );
+            files.push(path);
+        }
+    }
+    files.sort();
+    (lines, files)
+}
