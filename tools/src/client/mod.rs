@@ -7,6 +7,25 @@
 //! - [`Config`]: the knobs, defaulting to go-nsq's values.
 //! - [`lookup`]: nsqlookupd queries and the small HTTP GET behind them (also used for nsqd's
 //!   `/stats`).
+//!
+//! ```no_run
+//! use nsq_tools::client::{Config, Consumer, Error, Message, Producer};
+//!
+//! async fn run() -> Result<(), Error> {
+//!     let producer = Producer::new("127.0.0.1:4150", Config::default());
+//!     producer.publish("events", r#"{"kind":"click"}"#).await?; // nsqd has it now
+//!
+//!     let config = Config { max_in_flight: 50, ..Config::default() };
+//!     let consumer = Consumer::new("events", "metrics", config, |msg: Message| async move {
+//!         println!("{}", String::from_utf8_lossy(&msg.body));
+//!         Ok(()) // Ok: FIN; Err(_): REQ with a growing delay, and the consumer backs off
+//!     })?;
+//!     consumer.connect_to_lookupd("127.0.0.1:4161").await?;
+//!     // ... on shutdown: CLS, wait for the handlers in flight, close
+//!     consumer.stop().await;
+//!     Ok(())
+//! }
+//! ```
 
 mod backoff;
 mod config;
