@@ -116,7 +116,7 @@ impl RdyPlanner {
                 if total >= n as i64 {
                     let (share, extra) = (total / n as i64, (total % n as i64) as usize);
                     for (i, r) in rdy.iter_mut().enumerate() {
-                        *r = share + i64::from(((i + n - self.rotation % n) % n) < extra);
+                        *r = share + i64::from(i < extra);
                     }
                 } else {
                     // Fewer slots than connections: RDY 1 on a window that rotates.

@@ -78,6 +78,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// How long a connection may stay silent before it counts as dead: two missed
+    /// heartbeats, as nsqd itself judges clients.
+    pub fn read_timeout(&self) -> Duration {
+        self.heartbeat_interval.saturating_mul(2) + Duration::from_secs(1)
+    }
+
     /// The requeue delay for a message that failed on its `attempts`-th delivery.
     pub fn requeue_delay(&self, attempts: u16) -> Duration {
         self.default_requeue_delay

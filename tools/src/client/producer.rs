@@ -114,7 +114,12 @@ impl Producer {
         }
         let conn = connect(&self.addr, &self.config).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(conn.reader, conn.writer, rx));
+        tokio::spawn(run(
+            self.config.read_timeout(),
+            conn.reader,
+            conn.writer,
+            rx,
+        ));
         *slot = Some(tx.clone());
         Ok(tx)
     }
@@ -132,6 +137,7 @@ fn check_topic(topic: &str) -> Result<()> {
 /// answers in order); heartbeats get a NOP. Ends when the connection breaks or the producer
 /// drops it, failing whatever still waits.
 async fn run(
+    read_timeout: Duration,
     mut reader: FrameReader,
     writer: tokio::net::tcp::OwnedWriteHalf,
     mut requests: mpsc::UnboundedReceiver<Request>,
@@ -152,7 +158,9 @@ async fn run(
                 None if waiting.is_empty() => break None,
                 None => open = false,
             },
-            frame = reader.next() => match frame {
+            frame = tokio::time::timeout(read_timeout, reader.next()) => match frame
+                .unwrap_or_else(|_| Err(Error::Timeout(format!("{reader_addr}: no heartbeat"))))
+            {
                 Ok(Frame::Response(data)) if &data[..] == b"_heartbeat_" => {
                     let _ = out.send(Command::Nop);
                 }

@@ -114,7 +114,9 @@ async fn session(
             break Ok(());
         }
         let frame = tokio::select! {
-            frame = conn.reader.next() => frame,
+            frame = tokio::time::timeout(config.read_timeout(), conn.reader.next()) => {
+                frame.unwrap_or_else(|_| Err(Error::Timeout(format!("{addr}: no heartbeat"))))
+            }
             _ = in_flight.drained.notified(), if closing => continue,
         };
         match frame {
