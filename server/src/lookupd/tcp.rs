@@ -5,7 +5,7 @@
 use super::registry::{unix_nanos, PeerInfo, Registration};
 use super::Lookupd;
 use crate::protocol::{self, MAGIC_V1};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicI64;
@@ -14,11 +14,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-/// The longest command line accepted.
-const MAX_LINE: usize = 4096;
-/// The largest IDENTIFY body accepted (NSQ has no limit; nsqd's is ~150 bytes).
-const MAX_IDENTIFY: usize = 64 * 1024;
 
 /// Accepts nsqd connections until `shutdown` flips.
 pub async fn serve(
@@ -132,52 +127,21 @@ impl Connection {
 
     /// Runs the next complete command in `input`: its reply, or `None` if incomplete.
     fn next_command(&mut self, input: &mut BytesMut) -> Result<Option<Vec<u8>>, Fatal> {
-        let Some(newline) = input.iter().position(|&b| b == b'\n') else {
-            if input.len() > MAX_LINE {
-                return Err(fatal("E_INVALID", "command line too long"));
-            }
+        let Some(request) = protocol::parse_lookup_request(input).map_err(Fatal)? else {
             return Ok(None);
         };
-        let line = String::from_utf8_lossy(&input[..newline])
-            .trim()
-            .to_string();
-        let params: Vec<&str> = line.split(' ').collect();
-        if params[0] == "IDENTIFY" {
-            let body_at = newline + 1;
-            if input.len() < body_at + 4 {
-                return Ok(None);
-            }
-            let size = i32::from_be_bytes([
-                input[body_at],
-                input[body_at + 1],
-                input[body_at + 2],
-                input[body_at + 3],
-            ]);
-            if size <= 0 || size as usize > MAX_IDENTIFY {
-                return Err(fatal(
-                    "E_BAD_BODY",
-                    &format!("IDENTIFY invalid body size {size}"),
-                ));
-            }
-            let end = body_at + 4 + size as usize;
-            if input.len() < end {
-                return Ok(None);
-            }
-            let body = input[body_at + 4..end].to_vec();
-            input.advance(end);
-            return self.identify(&body).map(Some);
-        }
-        input.advance(newline + 1);
-        match params[0] {
-            "PING" => {
+        let params: Vec<&str> = request.words.iter().map(String::as_str).collect();
+        match (params[0], request.body) {
+            ("IDENTIFY", Some(body)) => self.identify(&body).map(Some),
+            ("PING", _) => {
                 if let Some(p) = &self.peer_info {
                     p.touch();
                 }
                 Ok(Some(b"OK".to_vec()))
             }
-            "REGISTER" => self.register(&params[1..]).map(Some),
-            "UNREGISTER" => self.unregister(&params[1..]).map(Some),
-            other => Err(fatal("E_INVALID", &format!("invalid command {other}"))),
+            ("REGISTER", _) => self.register(&params[1..]).map(Some),
+            ("UNREGISTER", _) => self.unregister(&params[1..]).map(Some),
+            (other, _) => Err(fatal("E_INVALID", &format!("invalid command {other}"))),
         }
     }
 

@@ -14,7 +14,10 @@ pub use frame::{
     decode_frame, encode_error, encode_message, encode_response, Frame, FrameError, FrameType,
     MESSAGE_HEADER_LEN,
 };
-pub use lookup::{decode_lookup_reply, LookupCommand};
+pub use lookup::{
+    decode_lookup_reply, parse_lookup_request, LookupCommand, LookupRequest, MAX_LOOKUP_IDENTIFY,
+    MAX_LOOKUP_LINE,
+};
 pub use mpub::{parse_mpub_body, split_http_mpub, HttpMpubError, MpubError};
 
 /// What a V2 client sends first.
