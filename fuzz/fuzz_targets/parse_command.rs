@@ -1,11 +1,18 @@
 //! Arbitrary bytes from a client, in arbitrary pieces: the V2 command parser must never panic,
-//! never consume bytes it did not parse, and either wait for more or answer with an error.
+//! never consume bytes it did not parse, and either wait for more or answer with an error;
+//! IDENTIFY bodies go through nsqd's JSON decoding and feature negotiation.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use nsq_server::protocol::{parse_command, Limits};
+use nsq_server::nsqd::identify::{negotiate, IdentifyRequest};
+use nsq_server::nsqd::options::{Cli, NsqdOptions};
+use nsq_server::protocol::{parse_command, Command, Limits};
+use std::sync::LazyLock;
+
+static OPTIONS: LazyLock<NsqdOptions> =
+    LazyLock::new(|| NsqdOptions::resolve(Cli::default()).expect("default options"));
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {
@@ -23,6 +30,13 @@ fuzz_target!(|data: &[u8]| {
         loop {
             let before = buf.len();
             match parse_command(&mut buf, &limits) {
+                Ok(Some(Command::Identify(body))) => {
+                    assert!(buf.len() < before);
+                    // The JSON nsqd decodes an IDENTIFY body into, and the negotiation on it.
+                    if let Ok(request) = serde_json::from_slice::<IdentifyRequest>(&body) {
+                        let _ = negotiate(&request, &OPTIONS);
+                    }
+                }
                 Ok(Some(_)) => assert!(buf.len() < before),
                 Ok(None) => {
                     assert_eq!(buf.len(), before);
