@@ -283,3 +283,67 @@ async fn consumer_follows_producers_through_lookupd() {
     let (other, _) = counting("d", "ch", quick(1), 0);
     assert!(other.connect_to_lookupd("127.0.0.1:1").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snappy_and_deflate_streams_carry_everything() {
+    let nsqd = Nsqd::start(&[]);
+    let snappy = Config {
+        snappy: true,
+        ..quick(20)
+    };
+    let deflate = Config {
+        deflate: true,
+        deflate_level: 3,
+        ..quick(20)
+    };
+    for name in ["s", "d"] {
+        assert_eq!(
+            http_post(
+                &nsqd.url(&format!("/channel/create?topic=z&channel={name}")),
+                b""
+            )
+            .status,
+            404
+        );
+    }
+    let producer = Producer::new(&nsqd.tcp.to_string(), snappy.clone());
+    producer
+        .publish("z", b"first".to_vec())
+        .await
+        .expect("snappy PUB");
+    for name in ["s", "d"] {
+        let url = nsqd.url(&format!("/channel/create?topic=z&channel={name}"));
+        assert_eq!(http_post(&url, b"").status, 200);
+    }
+    let bodies: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("compressible body {i:04} {}", "abc".repeat(50)).into_bytes())
+        .collect();
+    producer
+        .multi_publish("z", bodies[..150].to_vec())
+        .await
+        .expect("snappy MPUB");
+    let deflating = Producer::new(&nsqd.tcp.to_string(), deflate.clone());
+    deflating
+        .multi_publish("z", bodies[150..].to_vec())
+        .await
+        .expect("deflate MPUB");
+    let (s, seen_s) = counting("z", "s", snappy, 0);
+    let (d, seen_d) = counting("z", "d", deflate, 0);
+    s.connect_to_nsqd(&nsqd.tcp.to_string())
+        .await
+        .expect("snappy SUB");
+    d.connect_to_nsqd(&nsqd.tcp.to_string())
+        .await
+        .expect("deflate SUB");
+    // The topic's first channel gets its backlog ("first"); the second starts after it.
+    wait_for("snappy consumer", || seen_s.lock().unwrap().len() == 301).await;
+    wait_for("deflate consumer", || seen_d.lock().unwrap().len() == 300).await;
+    for (channel, flag) in [("s", "snappy"), ("d", "deflate")] {
+        let clients = channel_stats(&nsqd, "z", channel)["clients"].clone();
+        assert_eq!(clients[0][flag], true, "{channel}: {clients}");
+    }
+    s.stop().await;
+    d.stop().await;
+    let stats = http_get(&nsqd.url("/stats?format=json&topic=z")).json();
+    assert_eq!(stats["topics"][0]["message_count"], 301);
+}

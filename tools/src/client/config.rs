@@ -42,6 +42,12 @@ pub struct Config {
     pub dial_timeout: Duration,
     /// Timeout of an HTTP request to lookupd or nsqd, connect included.
     pub http_timeout: Duration,
+    /// Ask nsqd for a snappy-compressed stream.
+    pub snappy: bool,
+    /// Ask nsqd for a deflate-compressed stream (when `snappy` is off).
+    pub deflate: bool,
+    /// Deflate level asked for (1..=9; nsqd caps it at its `--max-deflate-level`).
+    pub deflate_level: u32,
     /// `client_id` in IDENTIFY (default: the short hostname).
     pub client_id: String,
     /// `hostname` in IDENTIFY.
@@ -70,6 +76,9 @@ impl Default for Config {
             reconnect_interval: Duration::from_secs(15),
             dial_timeout: Duration::from_secs(1),
             http_timeout: Duration::from_secs(5),
+            snappy: false,
+            deflate: false,
+            deflate_level: 6,
             client_id: hostname.split('.').next().unwrap_or_default().to_string(),
             hostname,
             user_agent: format!("nsq-tools/{}", env!("CARGO_PKG_VERSION")),

@@ -4,6 +4,7 @@
 use super::config::Config;
 use super::error::{Error, Result};
 use bytes::BytesMut;
+use nsq_server::nsqd::compression::{Compression, StreamDecoder, StreamEncoder};
 use nsq_server::protocol::{decode_frame, Command, Frame, MAGIC_V2};
 use serde_json::json;
 use std::time::Duration;
@@ -22,13 +23,19 @@ pub struct Negotiated {
     pub max_rdy_count: i64,
     /// How long a message may stay unfinished before nsqd requeues it.
     pub msg_timeout: Duration,
+    /// `"snappy"` or `"deflate"` when the stream is compressed.
+    pub compression: Option<&'static str>,
 }
 
 /// The reading half: decodes frames, keeping partial ones between calls so that `next` can
 /// be cancelled (used in `select!`) without losing bytes.
 pub(crate) struct FrameReader {
     half: OwnedReadHalf,
+    /// Protocol bytes not yet decoded into frames.
     buf: BytesMut,
+    /// Socket bytes, before decompression.
+    raw: BytesMut,
+    decoder: Option<StreamDecoder>,
     addr: String,
 }
 
@@ -51,23 +58,80 @@ impl FrameReader {
                     })
                 }
             }
-            self.buf.reserve(64 * 1024);
+            self.raw.reserve(64 * 1024);
             let n = self
                 .half
-                .read_buf(&mut self.buf)
+                .read_buf(&mut self.raw)
                 .await
                 .map_err(|e| Error::io(&self.addr, e))?;
             if n == 0 {
                 return Err(Error::Closed(self.addr.clone()));
             }
+            let raw = self.raw.split();
+            self.take_in(&raw)?;
         }
+    }
+
+    /// Adds socket bytes to the protocol buffer, decompressing once compression is on.
+    fn take_in(&mut self, raw: &[u8]) -> Result<()> {
+        match &mut self.decoder {
+            Some(decoder) => decoder
+                .decode(raw, &mut self.buf)
+                .map_err(|e| Error::BadFrame {
+                    addr: self.addr.clone(),
+                    reason: e.to_string(),
+                }),
+            None => {
+                self.buf.extend_from_slice(raw);
+                Ok(())
+            }
+        }
+    }
+
+    /// Switches to a compressed stream: bytes already read past the IDENTIFY answer are the
+    /// start of it.
+    fn start_decompressing(&mut self, kind: &Compression) -> Result<()> {
+        self.decoder = Some(StreamDecoder::new(kind));
+        let pending = self.buf.split();
+        self.take_in(&pending)
+    }
+}
+
+/// The writing half, compressing once compression is negotiated.
+pub(crate) struct FrameWriter {
+    half: OwnedWriteHalf,
+    encoder: Option<StreamEncoder>,
+    scratch: Vec<u8>,
+    addr: String,
+}
+
+impl FrameWriter {
+    /// Writes protocol bytes (commands).
+    pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        let wire: &[u8] = match &mut self.encoder {
+            Some(encoder) => {
+                self.scratch.clear();
+                encoder
+                    .encode(bytes, &mut self.scratch)
+                    .map_err(|e| Error::BadFrame {
+                        addr: self.addr.clone(),
+                        reason: e.to_string(),
+                    })?;
+                &self.scratch
+            }
+            None => bytes,
+        };
+        self.half
+            .write_all(wire)
+            .await
+            .map_err(|e| Error::io(&self.addr, e))
     }
 }
 
 /// An identified connection, split in halves.
 pub(crate) struct Connection {
     pub(crate) reader: FrameReader,
-    pub(crate) writer: OwnedWriteHalf,
+    pub(crate) writer: FrameWriter,
     pub(crate) negotiated: Negotiated,
 }
 
@@ -78,10 +142,18 @@ pub(crate) async fn connect(addr: &str, config: &Config) -> Result<Connection> {
         .map_err(|_| Error::Timeout(addr.to_string()))?
         .map_err(|e| Error::io(addr, e))?;
     let _ = stream.set_nodelay(true);
-    let (read, mut writer) = stream.into_split();
+    let (read, write) = stream.into_split();
     let mut reader = FrameReader {
         half: read,
         buf: BytesMut::new(),
+        raw: BytesMut::new(),
+        decoder: None,
+        addr: addr.to_string(),
+    };
+    let mut writer = FrameWriter {
+        half: write,
+        encoder: None,
+        scratch: Vec::new(),
         addr: addr.to_string(),
     };
     let mut identify = json!({
@@ -94,16 +166,27 @@ pub(crate) async fn connect(addr: &str, config: &Config) -> Result<Connection> {
     if let Some(timeout) = config.msg_timeout {
         identify["msg_timeout"] = json!(timeout.as_millis() as i64);
     }
+    if config.snappy {
+        identify["snappy"] = json!(true);
+    } else if config.deflate {
+        identify["deflate"] = json!(true);
+        identify["deflate_level"] = json!(config.deflate_level);
+    }
     let mut out = BytesMut::from(&MAGIC_V2[..]);
     Command::Identify(identify.to_string().into()).encode(&mut out);
-    writer
-        .write_all(&out)
-        .await
-        .map_err(|e| Error::io(addr, e))?;
+    writer.send(&out).await?;
     let answer = tokio::time::timeout(config.http_timeout, expect_response(&mut reader))
         .await
         .map_err(|_| Error::Timeout(addr.to_string()))??;
-    let negotiated = parse_identify(&answer);
+    let (negotiated, compression) = parse_identify(&answer);
+    if let Some(kind) = compression {
+        // Both directions switch now; nsqd confirms with an OK inside the new stream.
+        reader.start_decompressing(&kind)?;
+        writer.encoder = Some(StreamEncoder::new(&kind));
+        tokio::time::timeout(config.http_timeout, expect_response(&mut reader))
+            .await
+            .map_err(|_| Error::Timeout(addr.to_string()))??;
+    }
     Ok(Connection {
         reader,
         writer,
@@ -129,30 +212,48 @@ pub(crate) async fn expect_response(reader: &mut FrameReader) -> Result<bytes::B
 }
 
 /// Reads IDENTIFY's answer: JSON under feature negotiation, a bare `OK` from old servers.
-fn parse_identify(answer: &[u8]) -> Negotiated {
+/// Also says which compression nsqd switched on.
+fn parse_identify(answer: &[u8]) -> (Negotiated, Option<Compression>) {
     let value: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
-    Negotiated {
+    let negotiated = Negotiated {
         max_rdy_count: value["max_rdy_count"].as_i64().unwrap_or(2500).max(1),
         msg_timeout: Duration::from_millis(value["msg_timeout"].as_u64().unwrap_or(60_000)),
-    }
+        compression: None,
+    };
+    let compression = if value["snappy"] == true {
+        Some(Compression::Snappy)
+    } else if value["deflate"] == true {
+        let level = value["deflate_level"].as_u64().unwrap_or(6) as u32;
+        Some(Compression::Deflate { level })
+    } else {
+        None
+    };
+    let label = compression.map(|c| match c {
+        Compression::Snappy => "snappy",
+        Compression::Deflate { .. } => "deflate",
+    });
+    (
+        Negotiated {
+            compression: label,
+            ..negotiated
+        },
+        compression,
+    )
 }
 
 /// Writes every command sent on `rx`, batching what is queued, until all senders are gone;
 /// then shuts the socket's write side so the server sees a clean close.
-pub(crate) async fn write_loop(
-    mut writer: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Command>,
-) {
+pub(crate) async fn write_loop(mut writer: FrameWriter, mut rx: mpsc::UnboundedReceiver<Command>) {
     let mut out = BytesMut::new();
     while let Some(command) = rx.recv().await {
         command.encode(&mut out);
         while let Ok(more) = rx.try_recv() {
             more.encode(&mut out);
         }
-        if writer.write_all(&out).await.is_err() {
+        if writer.send(&out).await.is_err() {
             return;
         }
         out.clear();
     }
-    let _ = writer.shutdown().await;
+    let _ = writer.half.shutdown().await;
 }

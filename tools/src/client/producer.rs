@@ -2,7 +2,7 @@
 //! has the message (on our nsqd: written to its log).
 
 use super::config::Config;
-use super::connection::{connect, write_loop, FrameReader};
+use super::connection::{connect, write_loop, FrameReader, FrameWriter};
 use super::error::{Error, Result};
 use bytes::Bytes;
 use nsq_server::protocol::{is_valid_name, Command, Frame};
@@ -139,7 +139,7 @@ fn check_topic(topic: &str) -> Result<()> {
 async fn run(
     read_timeout: Duration,
     mut reader: FrameReader,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: FrameWriter,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) {
     let (out, out_rx) = mpsc::unbounded_channel();

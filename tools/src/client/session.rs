@@ -10,7 +10,6 @@ use nsq_server::protocol::{Command, Frame};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 /// Runs connections to `addr` until the consumer stops (or, for a discovered nsqd, until
@@ -79,10 +78,7 @@ async fn session(
         channel: shared.channel.clone(),
     }
     .encode(&mut out);
-    conn.writer.write_all(&out).await.map_err(|e| Error::Io {
-        addr: addr.to_string(),
-        source: e,
-    })?;
+    conn.writer.send(&out).await?;
     expect_response(&mut conn.reader).await?;
     tracing::info!("[{}/{}] {addr}: subscribed", shared.topic, shared.channel);
 

@@ -187,6 +187,9 @@ pub fn apply_consumer_opt(config: &mut Config, opt: &str) -> Result<(), Error> {
         "heartbeat_interval" => config.heartbeat_interval = dur()?,
         "msg_timeout" => config.msg_timeout = Some(dur()?),
         "dial_timeout" => config.dial_timeout = dur()?,
+        "snappy" => config.snappy = value.parse().map_err(|_| bad())?,
+        "deflate" => config.deflate = value.parse().map_err(|_| bad())?,
+        "deflate_level" => config.deflate_level = int()?,
         _ => return Err(bad()),
     }
     Ok(())
