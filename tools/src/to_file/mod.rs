@@ -251,17 +251,23 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
     tracing::info!("stopping");
     let mut first_error = None;
+    // Every topic stops at once: CLS, the logger FINs what it synced, then closes its file.
     let stops: Vec<_> = loggers
         .into_values()
-        .map(|logger| async move {
-            let _ = logger.events.send(Event::Stopping);
-            logger.consumer.stop().await;
-            let _ = logger.events.send(Event::Terminate);
-            join(logger.thread).await
+        .map(|logger| {
+            tokio::spawn(async move {
+                let _ = logger.events.send(Event::Stopping);
+                logger.consumer.stop().await;
+                let _ = logger.events.send(Event::Terminate);
+                join(logger.thread).await
+            })
         })
         .collect();
     for stop in stops {
-        if let Err(e) = stop.await {
+        let result = stop
+            .await
+            .unwrap_or_else(|e| Err(Error::Usage(format!("stopping: {e}"))));
+        if let Err(e) = result {
             first_error.get_or_insert(e);
         }
     }
