@@ -171,3 +171,45 @@ fn plain_files_use_nsq_default_names_and_topics_are_discovered_by_pattern() {
         Some(0)
     );
 }
+
+#[test]
+fn rotate_interval_with_skip_empty_files_writes_only_files_with_messages() {
+    let nsqd = Nsqd::start(&[]);
+    let out = tempfile::tempdir().unwrap();
+    let all = events("iv", 20);
+    publish(&nsqd, "iv", &all[..10]);
+    let mut tool = Tool::spawn(
+        "nsq_to_file",
+        &[
+            "--topic=iv",
+            &format!("--nsqd-tcp-address={}", nsqd.tcp),
+            &format!("--output-dir={}", out.path().display()),
+            "--rotate-interval=200ms",
+            "--sync-interval=100ms",
+            "--skip-empty-files",
+        ],
+    );
+    wait_for("first batch", || {
+        channel_drained(&nsqd, "iv", "nsq_to_file")
+    });
+    // Several intervals pass with nothing to write: no empty files appear.
+    std::thread::sleep(Duration::from_millis(600));
+    publish(&nsqd, "iv", &all[10..]);
+    wait_for("second batch", || {
+        let stats = http_get(&nsqd.url("/stats?format=json&topic=iv")).json();
+        stats["topics"][0]["message_count"] == 20 && channel_drained(&nsqd, "iv", "nsq_to_file")
+    });
+    assert!(tool.terminate().success(), "{}", tool.stderr());
+    let (lines, files) = archive_lines(out.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in &files {
+        assert!(
+            std::fs::metadata(file).unwrap().len() > 0,
+            "{file:?} is empty"
+        );
+    }
+    assert_eq!(
+        lines.into_iter().collect::<BTreeSet<_>>(),
+        all.into_iter().collect::<BTreeSet<_>>()
+    );
+}

@@ -171,6 +171,11 @@ impl FileLogger {
     /// Makes everything written durable. Gzip ends the current member (a file is a series
     /// of complete gzip members, each one's trailer covering synced messages).
     fn sync(&mut self) -> Result<(), Error> {
+        self.sync_and(true)
+    }
+
+    /// `sync`; with `!more`, no new gzip member is begun (the file is about to close).
+    fn sync_and(&mut self, more: bool) -> Result<(), Error> {
         let Some(current) = self.current.as_mut() else {
             return Ok(());
         };
@@ -185,8 +190,10 @@ impl FileLogger {
                 if let Some(encoder) = slot.take() {
                     let file = encoder.finish().map_err(|e| Error::io(path, e))?;
                     file.sync_data().map_err(|e| Error::io(path, e))?;
-                    let level = Compression::new(self.opts.gzip.unwrap_or(6));
-                    *slot = Some(GzEncoder::new(file, level));
+                    if more {
+                        let level = Compression::new(self.opts.gzip.unwrap_or(6));
+                        *slot = Some(GzEncoder::new(file, level));
+                    }
                 }
             }
         }
@@ -223,7 +230,7 @@ impl FileLogger {
     /// Syncs, closes and (with a separate work dir) moves the current file to the output
     /// dir without overwriting anything: link, then unlink, bumping `<REV>` on a clash.
     fn close(&mut self) -> Result<(), Error> {
-        self.sync()?;
+        self.sync_and(false)?;
         let Some(current) = self.current.take() else {
             return Ok(());
         };
@@ -352,5 +359,70 @@ fn sync_dir(path: &Path) {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::to_file::NameOptions;
+
+    fn logger(dir: &Path, gzip: Option<u32>) -> FileLogger {
+        let opts = LoggerOptions {
+            output_dir: dir.to_path_buf(),
+            work_dir: dir.to_path_buf(),
+            gzip,
+            rotate_size: 0,
+            rotate_interval: Duration::ZERO,
+            sync_interval: Duration::from_secs(30),
+            skip_empty_files: false,
+            max_in_flight: 10,
+        };
+        let format = NameFormat::compute(
+            &NameOptions {
+                filename_format: "<TOPIC><REV>.log",
+                datetime_format: "%Y",
+                host_identifier: "",
+                needs_rev: gzip.is_some(),
+                gzip: gzip.is_some(),
+            },
+            "t",
+            "host",
+        )
+        .unwrap();
+        FileLogger::new(opts, format, "t/c".to_string())
+    }
+
+    #[test]
+    fn appending_after_a_crash_ends_a_torn_line_first() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.log"), b"whole\npart").unwrap();
+        let mut l = logger(dir.path(), None);
+        l.update_file().unwrap();
+        l.write(b"next").unwrap();
+        l.close().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
+        assert_eq!(text, "whole\npart\nnext\n");
+    }
+
+    #[test]
+    fn gzip_takes_the_next_free_rev_and_ends_a_member_per_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t-000000.log.gz"), b"left by a killed run").unwrap();
+        let mut l = logger(dir.path(), Some(6));
+        l.update_file().unwrap();
+        l.write(b"a").unwrap();
+        l.sync().unwrap();
+        l.write(b"b").unwrap();
+        l.close().unwrap();
+        let raw = std::fs::read(dir.path().join("t-000001.log.gz")).unwrap();
+        // Two complete gzip members, each readable on its own.
+        let members = raw.windows(3).filter(|w| w == &[0x1f, 0x8b, 0x08]).count();
+        assert_eq!(members, 2);
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "a\nb\n");
     }
 }
