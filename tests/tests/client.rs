@@ -347,3 +347,31 @@ async fn snappy_and_deflate_streams_carry_everything() {
     let stats = http_get(&nsqd.url("/stats?format=json&topic=z")).json();
     assert_eq!(stats["topics"][0]["message_count"], 301);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_zero_pauses_and_raising_it_resumes() {
+    let nsqd = Nsqd::start(&[]);
+    let (consumer, seen) = counting("pause", "ch", quick(5), 0);
+    consumer
+        .connect_to_nsqd(&nsqd.tcp.to_string())
+        .await
+        .unwrap();
+    assert_eq!(http_post(&nsqd.url("/pub?topic=pause"), b"one").status, 200);
+    wait_for("one", || seen.lock().unwrap().len() == 1).await;
+    consumer.set_max_in_flight(0);
+    wait_for("RDY 0", || {
+        let ch = channel_stats(&nsqd, "pause", "ch");
+        ch["clients"][0]["ready_count"] == 0
+    })
+    .await;
+    assert_eq!(http_post(&nsqd.url("/pub?topic=pause"), b"two").status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "paused consumers get nothing"
+    );
+    consumer.set_max_in_flight(5);
+    wait_for("two", || seen.lock().unwrap().len() == 2).await;
+    consumer.stop().await;
+}

@@ -102,17 +102,18 @@ impl RdyPlanner {
     }
 
     /// RDY for each of `limits.len()` connections (each capped by its `max_rdy_count`).
+    /// `max_in_flight` 0 pauses them all.
     pub fn plan(&self, max_in_flight: u32, limits: &[i64]) -> Vec<i64> {
         let n = limits.len();
         let mut rdy = vec![0i64; n];
-        if n == 0 {
+        if n == 0 || max_in_flight == 0 {
             return rdy;
         }
         match self.state {
             BackoffState::Paused(_) => {}
             BackoffState::Testing => rdy[self.rotation % n] = 1,
             BackoffState::Normal => {
-                let total = i64::from(max_in_flight.max(1));
+                let total = i64::from(max_in_flight);
                 if total >= n as i64 {
                     let (share, extra) = (total / n as i64, (total % n as i64) as usize);
                     for (i, r) in rdy.iter_mut().enumerate() {
@@ -153,6 +154,7 @@ mod tests {
         assert_eq!(p.plan(10, &[2500, 2]), vec![5, 2]);
         assert_eq!(p.plan(1, &[2500, 2500, 2500]).iter().sum::<i64>(), 1);
         assert!(p.plan(5, &[]).is_empty());
+        assert_eq!(p.plan(0, &[9, 9]), vec![0, 0]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     lookupds: Mutex<Vec<String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     in_flight: AtomicUsize,
+    /// `config.max_in_flight`, changeable at run time.
+    max_in_flight: AtomicU32,
     received: AtomicU64,
     finished: AtomicU64,
     requeued: AtomicU64,
@@ -192,6 +194,7 @@ impl Consumer {
         let (events, events_rx) = mpsc::unbounded_channel();
         let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
         let handler: BoxedHandler = Arc::new(move |m| Box::pin(handler(m)));
+        let max_in_flight = config.max_in_flight;
         let shared = Arc::new(Shared {
             topic: topic.to_string(),
             channel: channel.to_string(),
@@ -204,6 +207,7 @@ impl Consumer {
             lookupds: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicU32::new(max_in_flight),
             received: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
@@ -260,6 +264,15 @@ impl Consumer {
                 .push(task);
         }
         Ok(())
+    }
+
+    /// Changes `max_in_flight` (go-nsq's `ChangeMaxInFlight`); 0 pauses every connection
+    /// (RDY 0) until it is raised again.
+    pub fn set_max_in_flight(&self, max_in_flight: u32) {
+        self.shared
+            .max_in_flight
+            .store(max_in_flight, Ordering::SeqCst);
+        let _ = self.shared.events.send(Event::Changed);
     }
 
     /// Counters so far.
@@ -426,7 +439,7 @@ fn apply_rdy(shared: &Shared, planner: &RdyPlanner) {
         .filter(|e| e.tx.is_some() && !e.dropped)
         .collect();
     let limits: Vec<i64> = live.iter().map(|e| e.max_rdy).collect();
-    let plan = planner.plan(shared.config.max_in_flight, &limits);
+    let plan = planner.plan(shared.max_in_flight.load(Ordering::SeqCst), &limits);
     for (entry, rdy) in live.into_iter().zip(plan) {
         if entry.rdy != rdy {
             if let Some(tx) = &entry.tx {
