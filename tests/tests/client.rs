@@ -375,3 +375,28 @@ async fn max_in_flight_zero_pauses_and_raising_it_resumes() {
     wait_for("two", || seen.lock().unwrap().len() == 2).await;
     consumer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_reconnects_to_an_nsqd_that_restarts() {
+    let mut nsqd = Nsqd::start(&[]);
+    let (consumer, seen) = counting("back", "ch", quick(5), 0);
+    consumer
+        .connect_to_nsqd(&nsqd.tcp.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        http_post(&nsqd.url("/pub?topic=back"), b"before").status,
+        200
+    );
+    wait_for("before", || seen.lock().unwrap().contains_key("before")).await;
+    assert!(nsqd.terminate().success());
+    wait_for("disconnect noticed", || consumer.connections().is_empty()).await;
+    nsqd.restart();
+    wait_for("reconnected", || consumer.connections().len() == 1).await;
+    assert_eq!(
+        http_post(&nsqd.url("/pub?topic=back"), b"after").status,
+        200
+    );
+    wait_for("after", || seen.lock().unwrap().contains_key("after")).await;
+    consumer.stop().await;
+}
