@@ -91,6 +91,8 @@ impl FileLogger {
         let mut pending: Vec<Message> = Vec::new();
         let mut next_tick = Instant::now() + self.opts.sync_interval;
         let mut stopping = false;
+        // An event taken early to see whether more were queued.
+        let mut stash: Option<Event> = None;
         loop {
             let (mut sync, mut close, mut exit) = (false, false, false);
             let wait = if stopping && !pending.is_empty() {
@@ -98,7 +100,11 @@ impl FileLogger {
             } else {
                 next_tick.saturating_duration_since(Instant::now())
             };
-            match events.recv_timeout(wait) {
+            let event = match stash.take() {
+                Some(event) => Ok(event),
+                None => events.recv_timeout(wait),
+            };
+            match event {
                 Ok(Event::Message(m)) => {
                     if self.needs_rotation() {
                         self.update_file()?;
@@ -126,7 +132,15 @@ impl FileLogger {
                     sync = true;
                 }
             }
-            if (sync || starved()) && !pending.is_empty() {
+            // A starved consumer waits for FINs, but only sync once the queue is empty: the
+            // messages already here belong in this batch.
+            if !sync && !pending.is_empty() && starved() {
+                match events.try_recv() {
+                    Ok(event) => stash = Some(event),
+                    Err(_) => sync = true,
+                }
+            }
+            if sync && !pending.is_empty() {
                 tracing::info!("[{}] syncing {} records to disk", self.label, pending.len());
                 self.sync()?;
                 for m in pending.drain(..) {
