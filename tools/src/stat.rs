@@ -26,7 +26,11 @@ pub enum Error {
 
 /// nsq_stat's flags (NSQ v1.3.0 names and defaults).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "nsq_stat", disable_version_flag = true)]
+#[command(
+    name = "nsq_stat",
+    disable_version_flag = true,
+    about = "Poll /stats and print a rolling table for one NSQ topic/channel"
+)]
 pub struct Args {
     /// NSQ topic
     #[arg(long, default_value = "")]

@@ -26,7 +26,11 @@ pub enum Error {
 
 /// nsq_tail's flags (NSQ v1.3.0 names and defaults).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "nsq_tail", disable_version_flag = true)]
+#[command(
+    name = "nsq_tail",
+    disable_version_flag = true,
+    about = "Print the messages of NSQ topics to stdout, one per line"
+)]
 pub struct Args {
     /// NSQ channel (default: tail<random>#ephemeral)
     #[arg(long, default_value = "")]

@@ -22,7 +22,11 @@ pub enum Error {
 
 /// to_nsq's flags (NSQ v1.3.0 names and defaults).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "to_nsq", disable_version_flag = true)]
+#[command(
+    name = "to_nsq",
+    disable_version_flag = true,
+    about = "Publish stdin, split at a delimiter, to an NSQ topic on every given nsqd"
+)]
 pub struct Args {
     /// NSQ topic to publish to
     #[arg(long, default_value = "")]

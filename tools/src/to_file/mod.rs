@@ -49,7 +49,11 @@ impl Error {
 
 /// nsq_to_file's flags (NSQ v1.3.0 names and defaults).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "nsq_to_file", disable_version_flag = true)]
+#[command(
+    name = "nsq_to_file",
+    disable_version_flag = true,
+    about = "Archive NSQ topics to files, one message per line; a message is FIN'd once its file is synced"
+)]
 pub struct Args {
     /// nsq topic (may be given multiple times)
     #[arg(long = "topic")]
