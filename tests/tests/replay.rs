@@ -315,3 +315,53 @@ fn replay_continues_across_a_restart() {
         all[50..].to_vec()
     );
 }
+
+/// A new archiver backfills the whole retained topic with `nsq_to_file --start=earliest`,
+/// though every other channel consumed it long ago.
+#[test]
+fn nsq_to_file_start_earliest_backfills_a_new_archive() {
+    let nsqd = Nsqd::start(&["--retention-time=1h"]);
+    http_post(&nsqd.url("/topic/create?topic=events"), b"");
+    http_post(
+        &nsqd.url("/channel/create?topic=events&channel=metrics"),
+        b"",
+    );
+    let all = batch("e", 50);
+    publish(&nsqd, "events", &all);
+    assert_eq!(
+        Consumer::new(&nsqd, "events", "metrics").receive(50, Duration::from_secs(5)),
+        all
+    );
+    let out = tempfile::tempdir().expect("dir");
+    let out_dir = out.path().to_string_lossy().into_owned();
+    let mut archiver = nsq_tests::Tool::spawn(
+        "nsq_to_file",
+        &[
+            &format!("--nsqd-tcp-address={}", nsqd.tcp),
+            &format!("--nsqd-http-address={}", nsqd.http),
+            "--topic=events",
+            "--channel=archive",
+            "--start=earliest",
+            &format!("--output-dir={out_dir}"),
+            "--sync-interval=100ms",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (lines, _) = nsq_tests::archive_lines(out.path());
+        if lines.len() >= all.len() {
+            let mut sorted = lines.clone();
+            sorted.sort();
+            assert_eq!(sorted, all, "the archive holds exactly the retained topic");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "archive has {} of {} lines",
+            lines.len(),
+            all.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(archiver.terminate().success(), "{}", archiver.stderr());
+}

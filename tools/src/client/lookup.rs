@@ -9,6 +9,20 @@ use tokio::net::TcpStream;
 
 /// `GET http://{addr}{path}`; `addr` may carry an `http://` prefix. Returns status and body.
 pub async fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>)> {
+    http_request("GET", addr, path, timeout).await
+}
+
+/// `POST http://{addr}{path}` with an empty body (nsqd's topic and channel actions).
+pub async fn http_post(addr: &str, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>)> {
+    http_request("POST", addr, path, timeout).await
+}
+
+async fn http_request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>)> {
     let host = addr
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -19,7 +33,7 @@ pub async fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<(u16,
             .await
             .map_err(|e| Error::io(&host, e))?;
         let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+            format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -125,6 +139,28 @@ pub async fn lookup_producers(addr: &str, topic: &str, timeout: Duration) -> Res
         .filter_map(|p| {
             let host = p["broadcast_address"].as_str()?;
             let port = p["tcp_port"].as_u64()?;
+            Some(join_host_port(host, port))
+        })
+        .collect())
+}
+
+/// The nsqd HTTP addresses (`broadcast_address:http_port`) lookupd at `addr` lists for `topic`.
+pub async fn lookup_http_producers(
+    addr: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let path = format!("/lookup?topic={}", query_escape(topic));
+    let (status, value) = get_json(addr, &path, timeout).await?;
+    if status != 200 {
+        return Ok(Vec::new());
+    }
+    let producers = value["producers"].as_array().cloned().unwrap_or_default();
+    Ok(producers
+        .iter()
+        .filter_map(|p| {
+            let host = p["broadcast_address"].as_str()?;
+            let port = p["http_port"].as_u64()?;
             Some(join_host_port(host, port))
         })
         .collect())

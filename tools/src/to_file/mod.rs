@@ -73,6 +73,14 @@ pub struct Args {
     /// lookupd HTTP address (may be given multiple times)
     #[arg(long = "lookupd-http-address")]
     pub lookupd_http_addresses: Vec<String>,
+    /// where a new channel starts on our nsqd: earliest (backfill everything retained),
+    /// latest, an offset, an RFC 3339 time or Unix nanoseconds (nsq-rs only; an existing
+    /// channel keeps its position)
+    #[arg(long)]
+    pub start: Option<String>,
+    /// nsqd HTTP address for --start with --nsqd-tcp-address (may be given multiple times)
+    #[arg(long = "nsqd-http-address")]
+    pub nsqd_http_addresses: Vec<String>,
     /// directory to write output files to
     #[arg(long, default_value = "/tmp")]
     pub output_dir: PathBuf,
@@ -132,6 +140,12 @@ impl Args {
         }
         if self.topics.is_empty() && self.lookupd_http_addresses.is_empty() {
             return usage("--topic is required when subscribing directly to nsqd (or give --lookupd-http-address to discover topics)");
+        }
+        if self.start.is_some()
+            && !self.nsqd_tcp_addresses.is_empty()
+            && self.nsqd_http_addresses.is_empty()
+        {
+            return usage("--start with --nsqd-tcp-address needs --nsqd-http-address (the channel is created over HTTP)");
         }
         if !(1..=9).contains(&self.gzip_level) {
             return usage("invalid --gzip-level");
@@ -318,12 +332,47 @@ async fn refresh_topics(
     Ok(())
 }
 
+/// With `--start`, creates the channel at that position on every nsqd that has (or, given
+/// directly, will have) the topic, before subscribing; an existing channel is left as it is.
+async fn create_channel_at_start(args: &Args, topic: &str) -> Result<(), Error> {
+    let Some(start) = &args.start else {
+        return Ok(());
+    };
+    let timeout = Duration::from_secs(5);
+    let mut nsqds = args.nsqd_http_addresses.clone();
+    for lookupd in &args.lookupd_http_addresses {
+        nsqds.extend(client::lookup::lookup_http_producers(lookupd, topic, timeout).await?);
+    }
+    let (t, c) = (
+        client::lookup::query_escape(topic),
+        client::lookup::query_escape(&args.channel),
+    );
+    for nsqd in nsqds {
+        let create_topic = format!("/topic/create?topic={t}");
+        let create_channel = format!(
+            "/channel/create?topic={t}&channel={c}&start={}",
+            client::lookup::query_escape(start)
+        );
+        for path in [create_topic, create_channel] {
+            let (status, body) = client::lookup::http_post(&nsqd, &path, timeout).await?;
+            if status != 200 {
+                return Err(Error::Usage(format!(
+                    "--start {start}: nsqd {nsqd} answered {status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn start_topic(
     args: &Args,
     config: &Config,
     opts: &LoggerOptions,
     topic: &str,
 ) -> Result<TopicLogger, Error> {
+    create_channel_at_start(args, topic).await?;
     let needs_rev = opts.gzip.is_some()
         || opts.rotate_size > 0
         || !opts.rotate_interval.is_zero()
