@@ -62,3 +62,59 @@ pub fn http_post(url: &str, body: &[u8]) -> HttpReply {
 pub fn http_request(method: &str, url: &str, body: &[u8]) -> HttpReply {
     reply(agent().request(method, url).send_bytes(body))
 }
+
+/// Status, `Allow` header, `X-NSQ-Content-Type` header and body of any request.
+/// A reply with the headers NSQ conformance checks look at.
+pub struct Answer {
+    /// Status.
+    pub status: u16,
+    /// `Allow` header.
+    pub allow: String,
+    /// `X-NSQ-Content-Type` header.
+    pub nsq_type: String,
+    /// Body text.
+    pub body: String,
+}
+
+/// Any method; panics when the server cannot be reached.
+pub fn call(method: &str, url: &str, body: &[u8]) -> Answer {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let response = match agent.request(method, url).send_bytes(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    Answer {
+        status: response.status(),
+        allow: response.header("Allow").unwrap_or("").to_string(),
+        nsq_type: response
+            .header("X-NSQ-Content-Type")
+            .unwrap_or("")
+            .to_string(),
+        body: response.into_string().unwrap_or_default(),
+    }
+}
+
+/// Expects `status` and the JSON error `{"message": message}`.
+pub fn expect_error(
+    nsqd: &crate::Nsqd,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    status: u16,
+    message: &str,
+) {
+    let a = call(method, &nsqd.url(path), body);
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (
+            status,
+            serde_json::json!({ "message": message })
+                .to_string()
+                .as_str()
+        ),
+        "{method} {path}"
+    );
+}

@@ -1,47 +1,10 @@
 //! nsqd's HTTP API against NSQ v1.3.0's answers: /ping, /info, /pub, /mpub, topic and channel
 //! actions, methods and unknown paths. (/stats and /config have their own files.)
 
+use nsq_tests::http::{call, expect_error};
 use nsq_tests::{http_get, http_post, Nsqd, RawClient};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-/// Status, `Allow` header, `X-NSQ-Content-Type` header and body of any request.
-struct Answer {
-    status: u16,
-    allow: String,
-    nsq_type: String,
-    body: String,
-}
-
-fn call(method: &str, url: &str, body: &[u8]) -> Answer {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build();
-    let response = match agent.request(method, url).send_bytes(body) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    Answer {
-        status: response.status(),
-        allow: response.header("Allow").unwrap_or("").to_string(),
-        nsq_type: response
-            .header("X-NSQ-Content-Type")
-            .unwrap_or("")
-            .to_string(),
-        body: response.into_string().unwrap_or_default(),
-    }
-}
-
-/// Expects `status` and the JSON error `{"message": message}`.
-fn expect_error(nsqd: &Nsqd, method: &str, path: &str, body: &[u8], status: u16, message: &str) {
-    let a = call(method, &nsqd.url(path), body);
-    assert_eq!(
-        (a.status, a.body.as_str()),
-        (status, json!({ "message": message }).to_string().as_str()),
-        "{method} {path}"
-    );
-}
 
 /// Subscribes to `topic`/`channel` with RDY `rdy`.
 fn consumer(nsqd: &Nsqd, topic: &str, channel: &str, rdy: u32) -> RawClient {

@@ -3,35 +3,11 @@
 //! are what NSQ v1.3.0's nsqd answers to the same bytes.
 
 use bytes::{BufMut, BytesMut};
+use nsq_tests::raw::{expect_fatal, with_body};
 use nsq_tests::{Nsqd, RawClient};
 use std::time::Duration;
 
 const SHORT: Duration = Duration::from_millis(400);
-
-/// The bytes of `VERB params\n[u32 size][body]`.
-fn with_body(line: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!("{line}\n").into_bytes();
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// Sends `bytes` on a fresh connection and expects exactly the error `text`, then a close.
-fn expect_fatal(nsqd: &Nsqd, setup: &[u8], bytes: &[u8], text: &str) {
-    let mut c = RawClient::connect(nsqd.tcp);
-    c.send_raw(setup);
-    // Setup commands that answer (SUB) answer OK first.
-    if setup.starts_with(b"SUB") {
-        c.expect_response(b"OK");
-    }
-    c.send_raw(bytes);
-    let got = c.expect_error("E_");
-    assert_eq!(got, text, "answer to {:?}", String::from_utf8_lossy(bytes));
-    assert!(
-        c.is_closed(Duration::from_secs(5)),
-        "connection stays open after {text}"
-    );
-}
 
 #[test]
 fn sub_checks_state_and_names() {
