@@ -3,6 +3,7 @@
 
 use nsq_tests::http::{call, expect_error};
 use nsq_tests::{http_get, http_post, Nsqd};
+use std::time::{Duration, Instant};
 
 #[test]
 fn config_reads_options_by_nsq_name() {
@@ -57,6 +58,36 @@ fn config_reads_options_by_nsq_name() {
         b"5",
         400,
         "INVALID_OPTION",
+    );
+
+    // The log level changes at run time, as in NSQ: a plain level name in, the number out.
+    let put = call("PUT", &nsqd.url("/config/log_level"), b"debug");
+    assert_eq!((put.status, put.body.as_str()), (200, "1"));
+    assert_eq!(get("log_level").body, "1");
+    expect_error(
+        &nsqd,
+        "PUT",
+        "/config/log_level",
+        b"loud",
+        400,
+        "INVALID_VALUE",
+    );
+    assert_eq!(get("log_level").body, "1");
+    // Debug lines now reach the log: each TCP command is one, as in NSQ.
+    let mut client = nsq_tests::RawClient::connect(nsqd.tcp);
+    client.send_raw(b"NOP\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !nsqd.log().contains("[NOP]") {
+        assert!(
+            Instant::now() < deadline,
+            "no debug line after PUT log_level=debug:\n{}",
+            nsqd.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        call("PUT", &nsqd.url("/config/log_level"), b"warn").body,
+        "3"
     );
 }
 

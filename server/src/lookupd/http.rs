@@ -38,6 +38,7 @@ pub fn router(lookupd: Arc<Lookupd>) -> Router {
         .route("/channel/create", only_post(post(create_channel)))
         .route("/channel/delete", only_post(post(delete_channel)))
         .fallback(|| async { Reply::Error(StatusCode::NOT_FOUND, "NOT_FOUND") })
+        .layer(axum::middleware::from_fn(crate::nsqd::http::log_request))
         .with_state(lookupd)
 }
 

@@ -76,11 +76,15 @@ pub async fn run(
     let tcp_task = tokio::spawn(tcp::serve(tcp, lookupd.clone(), stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(
-        axum::serve(http, http::router(lookupd.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .into_future(),
+        axum::serve(
+            http,
+            http::router(lookupd.clone())
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.changed().await;
+        })
+        .into_future(),
     );
     shutdown.await;
     tracing::info!("exiting");

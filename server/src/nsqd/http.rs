@@ -118,7 +118,28 @@ pub fn router(nsqd: Arc<Nsqd>) -> Router {
                 .fallback(config_method_not_allowed),
         )
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(nsqd)
+}
+
+/// One line per request, as NSQ logs them: `200 GET /ping (127.0.0.1:55632) 1.9µs`.
+pub(crate) async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(String::new, |c| c.0.to_string());
+    let response = next.run(request).await;
+    tracing::info!(
+        "{} {method} {path} ({peer}) {:?}",
+        response.status().as_u16(),
+        started.elapsed()
+    );
+    response
 }
 
 /// Unknown paths: NSQ's router redirects `/route/` to `/route` (301 for GET, 307 otherwise,
@@ -499,7 +520,9 @@ fn config_value(nsqd: &Nsqd, option: &str) -> Option<serde_json::Value> {
             .lookupd_addresses
             .read()
             .unwrap_or_else(|e| e.into_inner())),
-        "log_level" => json!(super::log_level_number(&o.log_level)),
+        "log_level" => json!(super::log_level_number(
+            &crate::logging::current_level().unwrap_or_else(|| o.log_level.clone())
+        )),
         "log_prefix" => json!(o.log_prefix),
         "tcp_address" => json!(o.tcp_address.to_string()),
         "http_address" => json!(o.http_address.to_string()),
@@ -540,8 +563,8 @@ async fn get_config(State(nsqd): Shared, Path(option): Path<String>) -> Reply {
     }
 }
 
-/// `PUT /config/:opt`: NSQ lets `nsqlookupd_tcp_addresses` and `log_level` change at run
-/// time. Only the lookupd list is changeable here (the log filter is fixed at start).
+/// `PUT /config/:opt`: NSQ lets `nsqlookupd_tcp_addresses` (a JSON list) and `log_level` (a
+/// plain level name) change at run time; the answer is the new value, as `GET` shows it.
 async fn put_config(State(nsqd): Shared, Path(option): Path<String>, body: Bytes) -> Reply {
     match option.as_str() {
         "nsqlookupd_tcp_addresses" => {
@@ -553,6 +576,16 @@ async fn put_config(State(nsqd): Shared, Path(option): Path<String>, body: Bytes
                 .write()
                 .unwrap_or_else(|e| e.into_inner()) = addresses.clone();
             Reply::Json(serde_json::json!(addresses))
+        }
+        "log_level" => {
+            let level = String::from_utf8_lossy(&body);
+            match crate::logging::set_level(&level) {
+                Some(()) => {
+                    tracing::info!("log level set to {}", level.trim());
+                    Reply::Json(serde_json::json!(super::log_level_number(level.trim())))
+                }
+                None => bad("INVALID_VALUE"),
+            }
         }
         _ => bad("INVALID_OPTION"),
     }

@@ -151,11 +151,15 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     let tcp_task = tokio::spawn(tcp::serve(tcp, nsqd.clone(), stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(
-        axum::serve(http, http::router(nsqd.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .into_future(),
+        axum::serve(
+            http,
+            http::router(nsqd.clone())
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.changed().await;
+        })
+        .into_future(),
     );
     let housekeeping = tokio::spawn(housekeeping(nsqd.clone(), stop_rx.clone()));
 

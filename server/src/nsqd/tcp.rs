@@ -380,6 +380,13 @@ impl Connection {
         &mut self,
         command: Command,
     ) -> Result<Result<(), ProtocolError>, CloseReason> {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                "PROTOCOL(V2): [{}] [{}]",
+                self.info.remote_address,
+                command.describe()
+            );
+        }
         Ok(match command {
             Command::Nop => Ok(()),
             Command::Identify(body) => self.identify(&body).await,

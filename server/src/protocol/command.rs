@@ -281,6 +281,26 @@ fn text(raw: &[u8]) -> String {
 }
 
 impl Command {
+    /// The command line without its body, for logs (`PUB topic`, `FIN id`, `IDENTIFY`).
+    pub fn describe(&self) -> String {
+        match self {
+            Command::Nop => "NOP".into(),
+            Command::Cls => "CLS".into(),
+            Command::Identify(_) => "IDENTIFY".into(),
+            Command::Auth(_) => "AUTH".into(),
+            Command::Sub { topic, channel } => format!("SUB {topic} {channel}"),
+            Command::Rdy(count) => format!("RDY {count}"),
+            Command::Fin(id) => format!("FIN {id}"),
+            Command::Touch(id) => format!("TOUCH {id}"),
+            Command::Req { id, timeout_ms } => format!("REQ {id} {timeout_ms}"),
+            Command::Pub { topic, .. } => format!("PUB {topic}"),
+            Command::Dpub {
+                topic, defer_ms, ..
+            } => format!("DPUB {topic} {defer_ms}"),
+            Command::Mpub { topic, bodies } => format!("MPUB {topic} ({} messages)", bodies.len()),
+        }
+    }
+
     /// Appends this command's wire form (what a client sends).
     pub fn encode(&self, buf: &mut BytesMut) {
         fn with_body(buf: &mut BytesMut, line: &str, body: &[u8]) {
