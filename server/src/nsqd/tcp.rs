@@ -35,13 +35,17 @@ pub async fn serve(listener: TcpListener, nsqd: Arc<Nsqd>, mut shutdown: watch::
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
                         let info = nsqd.clients.add(peer.to_string());
-                        let id = info.id;
+                        let (id, client) = (info.id, info.clone());
                         tracing::info!(client = %peer, "TCP: new client");
                         match Connection::new(nsqd.clone(), info, stream, shutdown).run().await {
                             Ok(()) => tracing::info!(client = %peer, "TCP: client closed"),
                             Err(reason) => tracing::info!(client = %peer, %reason, "TCP: client closed"),
                         }
                         nsqd.clients.remove(id);
+                        let subscription = client.subscription.read().unwrap_or_else(|e| e.into_inner()).clone();
+                        if let Some((topic, channel)) = subscription {
+                            drop_ephemeral_if_unused(&nsqd, &topic, &channel);
+                        }
                     });
                 }
                 Err(e) => {
@@ -50,6 +54,34 @@ pub async fn serve(listener: TcpListener, nsqd: Arc<Nsqd>, mut shutdown: watch::
                 }
             },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// NSQ deletes an `#ephemeral` channel when its last client leaves, and an `#ephemeral`
+/// topic when its last channel goes.
+fn drop_ephemeral_if_unused(nsqd: &Nsqd, topic: &str, channel: &str) {
+    let engine = &nsqd.engine;
+    if nsq_engine::name::is_ephemeral(channel)
+        && nsqd.clients.subscribed_to(topic, channel).is_empty()
+    {
+        match engine.delete_channel(topic, channel) {
+            Ok(()) => tracing::info!(
+                "TOPIC({topic}): deleted ephemeral channel {channel}, its last client left"
+            ),
+            Err(EngineError::ChannelNotFound(_) | EngineError::TopicNotFound(_)) => {}
+            Err(e) => tracing::warn!("TOPIC({topic}): deleting ephemeral channel {channel}: {e}"),
+        }
+    }
+    let empty_ephemeral_topic = nsq_engine::name::is_ephemeral(topic)
+        && engine.topic(topic).is_some_and(|t| t.channels().is_empty());
+    if empty_ephemeral_topic {
+        match engine.delete_topic(topic) {
+            Ok(()) => {
+                tracing::info!("TOPIC({topic}): deleted ephemeral topic, its last channel went")
+            }
+            Err(EngineError::TopicNotFound(_)) => {}
+            Err(e) => tracing::warn!("TOPIC({topic}): deleting ephemeral topic: {e}"),
         }
     }
 }
