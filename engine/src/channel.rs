@@ -341,6 +341,14 @@ impl Channel {
         inner.dirty = true;
     }
 
+    /// Whether a take at `now` could find something: unread log, or a ready requeue. Cheap
+    /// (no counting), for subscribers deciding whether to sleep.
+    pub fn has_deliverable(&self, now: i64) -> bool {
+        let end = self.storage.end_offset();
+        let inner = self.lock();
+        inner.cursor.next() < end || !inner.buffer.is_empty() || inner.cursor.has_ready(now)
+    }
+
     /// The channel's numbers at `now`.
     pub fn stats(&self, now: i64) -> ChannelStats {
         let end = self.storage.end_offset();

@@ -103,6 +103,13 @@ impl CursorState {
         self.ready.range((now.saturating_add(1), 0)..).count()
     }
 
+    /// Whether a requeued or deferred message is ready at `now` (cheap: the earliest only).
+    pub fn has_ready(&self, now: i64) -> bool {
+        self.ready
+            .first()
+            .is_some_and(|&(ready_at, _)| ready_at <= now)
+    }
+
     /// The in-flight entry for `offset`.
     pub fn in_flight(&self, offset: u64) -> Option<&InFlight> {
         self.in_flight.get(&offset)

@@ -253,10 +253,9 @@ impl Connection {
     /// Whether a take would find something (after arming the wake-up, to close the race
     /// between "nothing to take" and "a publish arrived").
     fn pump_probe(&mut self) -> bool {
-        self.sub.as_ref().is_some_and(|s| {
-            let stats = s.channel.stats(self.nsqd.engine.now());
-            stats.depth > 0
-        })
+        self.sub
+            .as_ref()
+            .is_some_and(|s| s.channel.has_deliverable(self.nsqd.engine.now()))
     }
 
     /// Moves raw socket bytes into the plain input buffer (through decompression, if on).
