@@ -11,7 +11,7 @@ use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A message handed to a client.
@@ -77,7 +77,6 @@ pub struct Channel {
     read_ahead_bytes: usize,
     inner: Mutex<Inner>,
     persist_lock: Mutex<()>,
-    persisted_floor: AtomicU64,
     paused: AtomicBool,
     deleted: AtomicBool,
 }
@@ -102,7 +101,6 @@ impl Channel {
         cursor: CursorState,
         paused: bool,
     ) -> Self {
-        let floor = cursor.floor();
         Channel {
             topic: topic.to_string(),
             name: name.to_string(),
@@ -122,7 +120,6 @@ impl Channel {
                 dirty: true,
             }),
             persist_lock: Mutex::new(()),
-            persisted_floor: AtomicU64::new(floor),
             paused: AtomicBool::new(paused),
             deleted: AtomicBool::new(false),
         }
@@ -370,11 +367,6 @@ impl Channel {
         self.lock().cursor.floor()
     }
 
-    /// The floor as of the last persisted cursor: what a restart would resume from.
-    pub fn persisted_floor(&self) -> u64 {
-        self.persisted_floor.load(Ordering::Acquire)
-    }
-
     /// Writes the cursor file if anything changed since the last write (durable channels only).
     pub fn persist(&self) -> Result<()> {
         let Some(path) = &self.cursor_path else {
@@ -393,17 +385,11 @@ impl Channel {
             inner.cursor.to_file()
         };
         let result = self.fs.write_atomic(path, &snapshot.encode()).at(path);
-        match result {
-            Ok(()) => {
-                self.persisted_floor
-                    .store(snapshot.floor, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                self.lock().dirty = true;
-                Err(e)
-            }
+        if result.is_err() {
+            // Not written: try again at the next persist.
+            self.lock().dirty = true;
         }
+        result
     }
 
     /// The persisted form of the cursor now (for tools and tests).

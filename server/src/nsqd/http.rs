@@ -482,13 +482,8 @@ async fn channel_action(
                 Some(Ok(start)) => start,
                 Some(Err(r)) => return r.into_response(),
             };
-            if engine.channel(&topic, &channel).is_some()
-                || start == nsq_engine::ChannelStart::Default
-            {
-                engine.create_channel(&topic, &channel, start).map(|_| ())
-            } else {
-                return super::replay::create_at(&nsqd, &topic, &channel, start).into_response();
-            }
+            // Creating an existing channel changes nothing, whatever `start` says.
+            return super::replay::create_at(&nsqd, &topic, &channel, start).into_response();
         }
         "delete" => engine.delete_channel(&topic, &channel),
         "empty" => engine

@@ -80,7 +80,7 @@ fn replay_error(e: EngineError) -> Reply {
     }
 }
 
-/// Creates a channel starting at `start` (used by `/channel/create?start=`).
+/// `/channel/create`: creates the channel starting at `start` (a no-op if it exists).
 pub fn create_at(nsqd: &Nsqd, topic: &str, channel: &str, start: ChannelStart) -> Reply {
     match nsqd.engine.create_channel(topic, channel, start) {
         Ok(_) => {
