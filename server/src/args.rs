@@ -31,6 +31,15 @@ pub fn normalize_go_flags<I: IntoIterator<Item = String>>(args: I) -> Vec<String
     out
 }
 
+/// Resolves a `host:port` listen or connect address (the first address it resolves to).
+pub fn parse_socket_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .map_err(|e| format!("{text}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text} resolves to nothing"))
+}
+
 /// Parses a Go duration (`300ms`, `1.5s`, `1m30s`, `2h`, `0`). Units: ns, us, µs, ms, s, m, h.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();

@@ -2,7 +2,6 @@
 
 use clap::Parser;
 use nsq_benches::load::{run, Config, Mode};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -39,19 +38,12 @@ struct Cli {
     runfor: f64,
 }
 
-fn address(text: &str) -> Result<SocketAddr, String> {
-    text.to_socket_addrs()
-        .map_err(|e| format!("invalid --nsqd-tcp-address {text}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("--nsqd-tcp-address {text} resolves to nothing"))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let addr = match address(&cli.nsqd_tcp_address) {
+    let addr = match nsq_server::args::parse_socket_address(&cli.nsqd_tcp_address) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("nsq_bench: {e}");
+            eprintln!("nsq_bench: invalid --nsqd-tcp-address {e}");
             return ExitCode::from(2);
         }
     };

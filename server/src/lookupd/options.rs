@@ -4,7 +4,7 @@
 use crate::args::parse_duration;
 use clap::Parser;
 use serde::Deserialize;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -99,12 +99,8 @@ pub enum OptionsError {
 }
 
 fn address(flag: &'static str, value: &str) -> Result<SocketAddr, OptionsError> {
-    let invalid = |reason: String| OptionsError::Invalid { flag, reason };
-    value
-        .to_socket_addrs()
-        .map_err(|e| invalid(format!("{value}: {e}")))?
-        .next()
-        .ok_or_else(|| invalid(format!("{value} resolves to nothing")))
+    crate::args::parse_socket_address(value)
+        .map_err(|reason| OptionsError::Invalid { flag, reason })
 }
 
 fn duration(

@@ -337,12 +337,7 @@ fn positive(flag: &'static str, value: i64) -> Result<u64, OptionsError> {
 }
 
 fn address(flag: &'static str, value: &str) -> Result<SocketAddr, OptionsError> {
-    use std::net::ToSocketAddrs;
-    value
-        .to_socket_addrs()
-        .map_err(|e| invalid(flag, format!("{value}: {e}")))?
-        .next()
-        .ok_or_else(|| invalid(flag, format!("{value} resolves to nothing")))
+    crate::args::parse_socket_address(value).map_err(|reason| invalid(flag, reason))
 }
 
 /// The machine's host name (NSQ's default broadcast address).
