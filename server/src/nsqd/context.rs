@@ -113,10 +113,11 @@ impl Nsqd {
     }
 
     fn set_health(&self, problem: Option<String>) {
-        let mut h = self.health.write().unwrap_or_else(|e| e.into_inner());
-        if *h != problem {
-            *h = problem;
+        // Called on every publish: a shared read decides, the write lock only on a change.
+        if *self.health.read().unwrap_or_else(|e| e.into_inner()) == problem {
+            return;
         }
+        *self.health.write().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
     /// Returns the topic, creating it if needed.
