@@ -124,16 +124,28 @@ impl FileSystem for RealFs {
             .create(true)
             .truncate(false)
             .open(path)?;
-        match file.try_lock_exclusive() {
-            Ok(()) => Ok(Box::new(RealLock { _file: file })),
-            Err(e) if is_contended(&e) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is locked by another process", path.display()),
-            )),
-            Err(e) => Err(e),
+        // A lock just released can still be held for a moment by a child process forked (by
+        // another thread) before the holder closed its file: the child shares the lock until it
+        // execs. So contention is retried briefly before it counts as another owner.
+        for attempt in 0..=LOCK_RETRIES {
+            match file.try_lock_exclusive() {
+                Ok(()) => return Ok(Box::new(RealLock { _file: file })),
+                Err(e) if is_contended(&e) && attempt < LOCK_RETRIES => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) if is_contended(&e) => break,
+                Err(e) => return Err(e),
+            }
         }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{} is locked by another process", path.display()),
+        ))
     }
 }
+
+/// Retries of a contended lock, 20 ms apart (see [`RealFs::lock_exclusive`]).
+const LOCK_RETRIES: u32 = 10;
 
 /// Whether a failed `try_lock_exclusive` means "someone else holds it" rather than a real error.
 fn is_contended(e: &io::Error) -> bool {
