@@ -1,10 +1,9 @@
 //! Starting and stopping a real `nsqlookupd`.
 
-use crate::process::{binary, free_port};
+use crate::process::{free_port, kill9, spawn_server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
 /// A running `nsqlookupd` on loopback ports.
 pub struct Nsqlookupd {
@@ -45,37 +44,24 @@ impl Nsqlookupd {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(binary("nsqlookupd"))
-            .arg(format!("--tcp-address={}", self.tcp))
-            .arg(format!("--http-address={}", self.http))
-            .arg("--broadcast-address=127.0.0.1")
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn nsqlookupd");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if crate::http_get(&self.url("/ping")).status == 200 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("nsqlookupd did not answer /ping:\n{}", self.log());
+        let mut args = vec![
+            format!("--tcp-address={}", self.tcp),
+            format!("--http-address={}", self.http),
+            "--broadcast-address=127.0.0.1".to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        self.child = Some(spawn_server(
+            "nsqlookupd",
+            &args,
+            &[],
+            &self.log,
+            &self.url("/ping"),
+        ));
     }
 
     /// `kill -9`.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill9(&mut self.child);
     }
 
     /// Starts it again on the same ports (empty state, as after a real restart).

@@ -30,6 +30,56 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// Spawns one of the workspace's servers with `args` and `env`, stdout discarded and stderr
+/// appended to `log`, and waits until `ping_url` answers 200. Panics with the log when the
+/// process exits first or 15 s pass.
+// The child is handed to the caller, whose `kill9` (also on drop) reaps it.
+#[allow(clippy::zombie_processes)]
+pub(crate) fn spawn_server(
+    name: &str,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+    ping_url: &str,
+) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = Command::new(binary(name))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let logged = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited during start ({status}):\n{}", logged());
+        }
+        if crate::http_get(ping_url).status == 200 {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!(
+        "{name} did not answer {ping_url} within 15 s:\n{}",
+        logged()
+    );
+}
+
+/// `kill -9` and reap, if running.
+pub(crate) fn kill9(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// A running `nsqd` on its own data directory and loopback ports.
 pub struct Nsqd {
     child: Option<Child>,
@@ -107,49 +157,26 @@ impl Nsqd {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(binary("nsqd"))
-            .arg("--data-path")
-            .arg(&self.data)
-            .arg(format!("--tcp-address={}", self.tcp))
-            .arg(format!("--http-address={}", self.http))
-            .arg("--broadcast-address=127.0.0.1")
-            .args(&self.extra)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn nsqd");
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("nsqd exited during start ({status}):\n{}", self.log());
-                }
-            }
-            if crate::http_get(&self.url("/ping")).status == 200 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("nsqd did not answer /ping within 15 s:\n{}", self.log());
+        let mut args = vec![
+            "--data-path".to_string(),
+            self.data.to_string_lossy().into_owned(),
+            format!("--tcp-address={}", self.tcp),
+            format!("--http-address={}", self.http),
+            "--broadcast-address=127.0.0.1".to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        self.child = Some(spawn_server(
+            "nsqd",
+            &args,
+            &self.env,
+            &self.log,
+            &self.url("/ping"),
+        ));
     }
 
     /// `kill -9`, then wait for the process to be gone.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill9(&mut self.child);
     }
 
     /// SIGTERM and wait for the exit status.

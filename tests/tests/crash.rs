@@ -300,6 +300,31 @@ fn create_topology(nsqd: &Nsqd) {
     }
 }
 
+/// Starts 3 TCP and 2 HTTP publishers named after `tag`, recording into `record` until `stop`.
+fn start_publishers(
+    nsqd: &Nsqd,
+    tag: &str,
+    stop: &Arc<AtomicBool>,
+    record: &Arc<Mutex<Record>>,
+) -> Vec<thread::JoinHandle<()>> {
+    let mut publishers = Vec::new();
+    for i in 0..3 {
+        let (addr, stop, record) = (nsqd.tcp, stop.clone(), record.clone());
+        let name = format!("{tag}-tcp{i}");
+        publishers.push(thread::spawn(move || {
+            tcp_publisher(addr, name, stop, record)
+        }));
+    }
+    for i in 0..2 {
+        let (url, stop, record) = (nsqd.url(""), stop.clone(), record.clone());
+        let name = format!("{tag}-http{i}");
+        publishers.push(thread::spawn(move || {
+            http_publisher(url, name, stop, record)
+        }));
+    }
+    publishers
+}
+
 /// Rounds of: publish from 3 TCP and 2 HTTP publishers while one channel is consumed, kill -9
 /// at a random moment, restart, drain both channels and check nothing acknowledged is lost.
 fn kill9_rounds(flags: &[&str], rounds: usize) {
@@ -318,21 +343,7 @@ fn kill9_rounds(flags: &[&str], rounds: usize) {
             let addr = nsqd.tcp;
             thread::spawn(move || live_consumer(addr))
         };
-        let mut publishers = Vec::new();
-        for i in 0..3 {
-            let (addr, stop, record) = (nsqd.tcp, stop.clone(), record.clone());
-            let name = format!("r{round}-tcp{i}");
-            publishers.push(thread::spawn(move || {
-                tcp_publisher(addr, name, stop, record)
-            }));
-        }
-        for i in 0..2 {
-            let (url, stop, record) = (nsqd.url(""), stop.clone(), record.clone());
-            let name = format!("r{round}-http{i}");
-            publishers.push(thread::spawn(move || {
-                http_publisher(url, name, stop, record)
-            }));
-        }
+        let publishers = start_publishers(&nsqd, &format!("r{round}"), &stop, &record);
         thread::sleep(Duration::from_millis(rng.gen_range(100..900)));
         nsqd.kill9();
         stop.store(true, Ordering::Relaxed);
@@ -485,21 +496,7 @@ fn sigterm_under_load_exits_0_and_loses_nothing() {
         let addr = nsqd.tcp;
         thread::spawn(move || live_consumer(addr))
     };
-    let mut publishers = Vec::new();
-    for i in 0..3 {
-        let (addr, stop, record) = (nsqd.tcp, stop.clone(), record.clone());
-        let name = format!("term-tcp{i}");
-        publishers.push(thread::spawn(move || {
-            tcp_publisher(addr, name, stop, record)
-        }));
-    }
-    for i in 0..2 {
-        let (url, stop, record) = (nsqd.url(""), stop.clone(), record.clone());
-        let name = format!("term-http{i}");
-        publishers.push(thread::spawn(move || {
-            http_publisher(url, name, stop, record)
-        }));
-    }
+    let publishers = start_publishers(&nsqd, "term", &stop, &record);
     thread::sleep(Duration::from_millis(500));
     let status = nsqd.terminate();
     stop.store(true, Ordering::Relaxed);

@@ -155,7 +155,8 @@ fn dead_nsqd_is_dropped_and_deleted_topics_and_channels_are_unregistered() {
         let debug = http_get(&l.url("/debug")).json();
         debug.get("channel:t:d").is_none()
     });
-    assert!(lookup_channels(&l).as_array().is_some());
+    // NSQ keeps a channel registration whose producers all left, so /lookup still names it.
+    assert_eq!(lookup_channels(&l), serde_json::json!(["c", "d"]));
     http_post(&a.url("/topic/delete?topic=t"), b"");
     eventually(10, "topic t unregistered", || {
         producer_ports(&l, "t").is_empty()

@@ -6,31 +6,10 @@
 //! (`tests/run.sh` sets up a venv with the pinned packages and exports it), else
 //! `target/pyenv/bin/python`. A missing interpreter fails the tests: they never pass silently.
 
+use nsq_tests::python::{python, workspace_root};
 use nsq_tests::Nsqd;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    let path = match std::env::var_os("NSQ_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root().join("target/pyenv/bin/python"),
-    };
-    assert!(
-        path.exists(),
-        "no Python with pynsq at {}: run `bash tests/run.sh` (it creates target/pyenv with \
-         pynsq) or set NSQ_TEST_PYTHON to a python that has pynsq==0.9.1 installed",
-        path.display()
-    );
-    path
-}
 
 fn has_module(module: &str) -> bool {
     Command::new(python())
