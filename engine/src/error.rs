@@ -97,6 +97,10 @@ pub enum Error {
     /// The operation needs a durable channel or topic (ephemeral ones keep nothing to replay).
     #[error("{0} is ephemeral: it keeps no log to replay")]
     Ephemeral(String),
+    /// The thread that writes a topic's log stopped before it handled this append (the log
+    /// was closed, or the thread could not be started); the append did not happen.
+    #[error("the log writer of topic {0} stopped; the append was not made")]
+    WriterStopped(String),
 }
 
 impl Error {
@@ -105,6 +109,61 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// The same error once more, for each of several appenders one failed write or fsync
+    /// covered (an `io::Error` cannot be cloned: its OS error code, or else its kind and text, is copied).
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::Corrupt {
+                path,
+                position,
+                reason,
+            } => Error::corrupt(path.clone(), *position, reason.clone()),
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => Error::UnsupportedVersion {
+                path: path.clone(),
+                found: *found,
+                supported: *supported,
+            },
+            Error::Poisoned { topic, cause } => Error::Poisoned {
+                topic: topic.clone(),
+                cause: cause.clone(),
+            },
+            Error::InvalidName(n) => Error::InvalidName(n.clone()),
+            Error::TopicNotFound(n) => Error::TopicNotFound(n.clone()),
+            Error::ChannelNotFound(n) => Error::ChannelNotFound(n.clone()),
+            Error::NotInFlight(n) => Error::NotInFlight(n.clone()),
+            Error::NotOwner(n) => Error::NotOwner(n.clone()),
+            Error::MessageTooLarge { size, max } => Error::MessageTooLarge {
+                size: *size,
+                max: *max,
+            },
+            Error::BeforeRetention {
+                earliest_offset,
+                earliest_timestamp,
+            } => Error::BeforeRetention {
+                earliest_offset: *earliest_offset,
+                earliest_timestamp: *earliest_timestamp,
+            },
+            Error::PastEnd { requested, end } => Error::PastEnd {
+                requested: *requested,
+                end: *end,
+            },
+            Error::Ephemeral(n) => Error::Ephemeral(n.clone()),
+            Error::WriterStopped(n) => Error::WriterStopped(n.clone()),
         }
     }
 

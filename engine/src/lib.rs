@@ -36,7 +36,7 @@ pub use cursor::ChannelStart;
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use id::MessageId;
-pub use log::Appended;
+pub use log::{Appended, Completion, SyncCounts};
 pub use options::{Options, Retention, SyncPolicy};
 pub use record::Message;
 pub use recovery::RecoveryEvent;

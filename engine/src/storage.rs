@@ -1,7 +1,7 @@
 //! A topic's log, on disk or (for `#ephemeral` topics) in memory, behind one interface.
 
 use crate::error::Result;
-use crate::log::{Appended, LogReader, TopicLog};
+use crate::log::{Appended, Completion, LogReader, TopicLog};
 use crate::memlog::MemLog;
 use crate::record::Message;
 use std::collections::VecDeque;
@@ -27,6 +27,21 @@ impl Storage {
         match self {
             Storage::Disk(log) => log.append(bodies, deliver_at, now),
             Storage::Memory(log) => log.append(bodies, deliver_at, now),
+        }
+    }
+
+    /// Appends a batch and reports the result to `done` (see [`TopicLog::submit`]): at once in
+    /// memory and for relaxed sync policies, after the group's fsync under a strict one.
+    pub fn submit<B: AsRef<[u8]>>(
+        &self,
+        bodies: &[B],
+        deliver_at: i64,
+        now: i64,
+        done: Completion,
+    ) {
+        match self {
+            Storage::Disk(log) => log.submit(bodies, deliver_at, now, done),
+            Storage::Memory(log) => done(log.append(bodies, deliver_at, now)),
         }
     }
 

@@ -29,6 +29,10 @@ pub struct TopicStats {
     pub bytes: u64,
     /// Messages a first channel would get (unread backlog while the topic has no durable channel).
     pub backlog: u64,
+    /// Fsyncs of the log that made messages durable since the process started (0 in memory).
+    pub fsyncs: u64,
+    /// Messages those fsyncs made durable (`fsynced_messages / fsyncs`: messages per fsync).
+    pub fsynced_messages: u64,
 }
 
 /// A topic.
@@ -131,12 +135,42 @@ impl Topic {
             return Err(Error::TopicNotFound(self.name.clone()));
         }
         let appended = self.storage.append(bodies, deliver_at, self.clock.now())?;
-        self.message_count
-            .fetch_add(appended.count, Ordering::Relaxed);
         let bytes: usize = bodies.iter().map(|b| b.as_ref().len()).sum();
+        self.count_published(appended.count, bytes);
+        Ok(appended)
+    }
+
+    /// Publishes like [`Topic::publish`] without blocking the caller: `done` gets the result,
+    /// after the group's fsync under a strict sync policy (the log's writer thread calls it),
+    /// else before this returns. `done` is called exactly once.
+    pub fn publish_then<B: AsRef<[u8]>>(
+        self: &Arc<Self>,
+        bodies: &[B],
+        deliver_at: i64,
+        done: impl FnOnce(Result<Appended>) + Send + 'static,
+    ) {
+        if self.is_deleted() {
+            return done(Err(Error::TopicNotFound(self.name.clone())));
+        }
+        let bytes: usize = bodies.iter().map(|b| b.as_ref().len()).sum();
+        let topic = self.clone();
+        self.storage.submit(
+            bodies,
+            deliver_at,
+            self.clock.now(),
+            Box::new(move |result| {
+                if let Ok(appended) = &result {
+                    topic.count_published(appended.count, bytes);
+                }
+                done(result)
+            }),
+        );
+    }
+
+    fn count_published(&self, count: u64, bytes: usize) {
+        self.message_count.fetch_add(count, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        Ok(appended)
     }
 
     /// A channel by name.
@@ -227,6 +261,11 @@ impl Topic {
         } else {
             end_offset.saturating_sub(self.backlog_start.load(Ordering::Acquire).max(first_offset))
         };
+        let syncs = self
+            .storage
+            .disk()
+            .map(|log| log.sync_counts())
+            .unwrap_or_default();
         Ok(TopicStats {
             message_count: self.message_count.load(Ordering::Relaxed),
             message_bytes: self.message_bytes.load(Ordering::Relaxed),
@@ -235,6 +274,8 @@ impl Topic {
             first_timestamp: self.storage.first_timestamp()?.unwrap_or(0),
             bytes: self.storage.total_bytes(),
             backlog,
+            fsyncs: syncs.fsyncs,
+            fsynced_messages: syncs.messages,
         })
     }
 }

@@ -2,10 +2,12 @@
 //! trimmed at the front by retention.
 
 mod append;
+mod group;
 mod open;
 mod segment_handle;
 
 pub use append::Appended;
+pub use group::Completion;
 pub use open::OpenedLog;
 
 use crate::error::{Error, Result};
@@ -15,6 +17,7 @@ use crate::record::{self, Message, RECORD_HEADER_LEN};
 use crate::recovery::RecoveryEvent;
 use crate::segment::HEADER_LEN;
 use append::{SyncState, Writer};
+use group::GroupWriter;
 use segment_handle::Segment;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,17 @@ pub struct LogConfig {
 /// One topic's segmented, checksummed log.
 #[derive(Debug)]
 pub struct TopicLog {
+    /// What the append path needs, shared with the log's writer thread.
+    core: Arc<LogCore>,
+    /// The writer thread that group-commits strict (`sync.every == 1`) appends.
+    group: GroupWriter,
+    /// Damage readers skipped (see [`RecoveryEvent::SkippedDamage`]), each reported once.
+    damage: Mutex<Vec<RecoveryEvent>>,
+}
+
+/// The log's state the append path (inline or on the writer thread) works on.
+#[derive(Debug)]
+struct LogCore {
     topic: String,
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
@@ -49,8 +63,19 @@ pub struct TopicLog {
     durable_end: AtomicU64,
     /// Bytes appended over the log's lifetime in this process (for write-amplification checks).
     bytes_appended: AtomicU64,
-    /// Damage readers skipped (see [`RecoveryEvent::SkippedDamage`]), each reported once.
-    damage: Mutex<Vec<RecoveryEvent>>,
+    /// Fsyncs of segment data that made messages durable, since the log was opened.
+    fsyncs: AtomicU64,
+    /// Messages those fsyncs made durable (divided by `fsyncs`: messages per fsync).
+    synced_messages: AtomicU64,
+}
+
+/// How many fsyncs a log made and how many messages they made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncCounts {
+    /// Fsyncs of segment data that made at least one message durable.
+    pub fsyncs: u64,
+    /// Messages made durable by them.
+    pub messages: u64,
 }
 
 /// Where a reader is in the log; kept by each channel so sequential reads need no lookups.
@@ -75,26 +100,35 @@ impl LogReader {
     }
 }
 
+impl Drop for TopicLog {
+    fn drop(&mut self) {
+        // Whatever is queued is still written and completed before the files close.
+        self.group.stop();
+    }
+}
+
 impl TopicLog {
     /// The topic this log belongs to.
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.core.topic
     }
 
     /// The directory holding the segments.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.core.dir
     }
 
     fn segments(&self) -> Vec<Arc<Segment>> {
-        self.segments
+        self.core
+            .segments
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
     fn last_segment(&self) -> Option<Arc<Segment>> {
-        self.segments
+        self.core
+            .segments
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .last()
@@ -103,7 +137,7 @@ impl TopicLog {
 
     /// Oldest offset still in the log.
     pub fn first_offset(&self) -> u64 {
-        let segments = self.segments.read().unwrap_or_else(|e| e.into_inner());
+        let segments = self.core.segments.read().unwrap_or_else(|e| e.into_inner());
         segments.first().map_or(0, |s| s.first_offset)
     }
 
@@ -114,7 +148,7 @@ impl TopicLog {
 
     /// Everything below this offset has been fsynced.
     pub fn durable_end(&self) -> u64 {
-        self.durable_end.load(Ordering::Acquire)
+        self.core.durable_end.load(Ordering::Acquire)
     }
 
     /// Bytes of all segments (headers and records).
@@ -124,7 +158,8 @@ impl TopicLog {
 
     /// Number of segment files.
     pub fn segment_count(&self) -> usize {
-        self.segments
+        self.core
+            .segments
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .len()
@@ -132,13 +167,22 @@ impl TopicLog {
 
     /// Bytes written to segment files by appends since the log was opened.
     pub fn bytes_appended(&self) -> u64 {
-        self.bytes_appended.load(Ordering::Relaxed)
+        self.core.bytes_appended.load(Ordering::Relaxed)
+    }
+
+    /// Fsyncs that made messages durable, and how many messages they covered, since the log
+    /// was opened (their ratio is the group commit's messages per fsync).
+    pub fn sync_counts(&self) -> SyncCounts {
+        SyncCounts {
+            fsyncs: self.core.fsyncs.load(Ordering::Relaxed),
+            messages: self.core.synced_messages.load(Ordering::Relaxed),
+        }
     }
 
     /// Publish time of the oldest retained message, if there is one.
     pub fn first_timestamp(&self) -> Result<Option<i64>> {
         for segment in self.segments() {
-            if let Some(t) = segment.first_timestamp(&*self.fs)? {
+            if let Some(t) = segment.first_timestamp(&*self.core.fs)? {
                 return Ok(Some(t));
             }
         }
@@ -195,11 +239,11 @@ impl TopicLog {
                 continue;
             }
             let want = (max_bytes - bytes).max(RECORD_HEADER_LEN);
-            let mut chunk = segment.read_bytes(&*self.fs, position, want)?;
+            let mut chunk = segment.read_bytes(&*self.core.fs, position, want)?;
             let mut at = 0usize;
             let mut pos = position;
             while count < max_count && reader.offset < segment.end_offset() {
-                match record::decode(&chunk.slice(at..), self.config.max_body) {
+                match record::decode(&chunk.slice(at..), self.core.config.max_body) {
                     Ok((m, len)) => {
                         if m.offset != reader.offset {
                             let reason =
@@ -221,7 +265,7 @@ impl TopicLog {
                         if at == 0 && chunk.len() < needed =>
                     {
                         // One record larger than the read-ahead: read exactly that record.
-                        let bigger = segment.read_bytes(&*self.fs, position, needed)?;
+                        let bigger = segment.read_bytes(&*self.core.fs, position, needed)?;
                         if bigger.len() < needed {
                             let reason = "record extends past the end of the segment";
                             if segment.is_sealed() {
@@ -299,7 +343,7 @@ impl TopicLog {
         reader: &mut LogReader,
         reason: &str,
     ) -> Result<u64> {
-        let rest = segment.read_bytes(&*self.fs, pos, usize::MAX)?;
+        let rest = segment.read_bytes(&*self.core.fs, pos, usize::MAX)?;
         let (new_pos, new_offset) = match crate::check::scan::resync(&rest, 0, reader.offset) {
             Some((q, offset)) => (pos + q as u64, offset),
             None => (segment.visible_len(), segment.end_offset()),
@@ -317,9 +361,13 @@ impl TopicLog {
         }
         let target = reader.offset;
         let segment = {
-            let segments = self.segments.read().unwrap_or_else(|e| e.into_inner());
+            let segments = self.core.segments.read().unwrap_or_else(|e| e.into_inner());
             let Some(first) = segments.first() else {
-                return Err(Error::corrupt(&self.dir, 0, "topic log has no segments"));
+                return Err(Error::corrupt(
+                    &self.core.dir,
+                    0,
+                    "topic log has no segments",
+                ));
             };
             if target < first.first_offset {
                 drop(segments);
@@ -359,7 +407,7 @@ impl TopicLog {
     }
 
     fn segment_after(&self, segment: &Segment) -> Result<Arc<Segment>> {
-        let segments = self.segments.read().unwrap_or_else(|e| e.into_inner());
+        let segments = self.core.segments.read().unwrap_or_else(|e| e.into_inner());
         let i = segments.partition_point(|s| s.first_offset <= segment.first_offset);
         segments.get(i).cloned().ok_or_else(|| {
             Error::corrupt(
@@ -378,7 +426,7 @@ impl TopicLog {
         // predecessor; timestamps never decrease along the log.
         let mut start = None;
         for segment in &segments {
-            match segment.first_timestamp(&*self.fs)? {
+            match segment.first_timestamp(&*self.core.fs)? {
                 Some(t) if t < timestamp => start = Some(segment.clone()),
                 _ => break,
             }
@@ -418,7 +466,9 @@ impl TopicLog {
         let mut keep_from = consumed.len();
         let mut kept_bytes = 0u64;
         for &i in consumed.iter().rev() {
-            let newest = segments[i + 1].first_timestamp(&*self.fs)?.unwrap_or(now);
+            let newest = segments[i + 1]
+                .first_timestamp(&*self.core.fs)?
+                .unwrap_or(now);
             let age_ok = retention
                 .time_ns
                 .is_some_and(|t| now.saturating_sub(newest) <= t);
@@ -444,12 +494,16 @@ impl TopicLog {
             return Ok(0);
         }
         {
-            let mut list = self.segments.write().unwrap_or_else(|e| e.into_inner());
+            let mut list = self
+                .core
+                .segments
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             list.retain(|s| !doomed.iter().any(|d| Arc::ptr_eq(d, s)));
         }
         for segment in &doomed {
             for path in [&segment.path, &segment.index_path] {
-                match self.fs.remove_file(path) {
+                match self.core.fs.remove_file(path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io(path, e)),

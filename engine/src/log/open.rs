@@ -3,7 +3,8 @@
 //! large log costs about the same as opening a small one.
 
 use super::append::{SyncState, Writer};
-use super::{LogConfig, Segment, TopicLog};
+use super::group::GroupWriter;
+use super::{LogConfig, LogCore, Segment, TopicLog};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileSystem, FsFile, OpenMode};
 use crate::index::{self, IndexEntry};
@@ -218,16 +219,21 @@ impl TopicLog {
         let durable_end = writer.next_offset;
         Ok(OpenedLog {
             log: TopicLog {
-                topic: topic.to_string(),
-                dir,
-                fs,
-                config,
-                segments: RwLock::new(segments),
-                writer: Mutex::new(writer),
-                sync_state: Mutex::new(SyncState::default()),
-                sync_done: Condvar::new(),
-                durable_end: AtomicU64::new(durable_end),
-                bytes_appended: AtomicU64::new(0),
+                core: Arc::new(LogCore {
+                    topic: topic.to_string(),
+                    dir,
+                    fs,
+                    config,
+                    segments: RwLock::new(segments),
+                    writer: Mutex::new(writer),
+                    sync_state: Mutex::new(SyncState::default()),
+                    sync_done: Condvar::new(),
+                    durable_end: AtomicU64::new(durable_end),
+                    bytes_appended: AtomicU64::new(0),
+                    fsyncs: AtomicU64::new(0),
+                    synced_messages: AtomicU64::new(0),
+                }),
+                group: GroupWriter::default(),
                 damage: Mutex::new(Vec::new()),
             },
             events,

@@ -141,12 +141,16 @@ impl Nsqd {
             return Err(PublishError::Exiting);
         }
         let t = self.topic(topic)?;
-        // An fsync blocks for a while: keep it off the async workers' backs.
-        let result = if self.opts.sync_every == 1 {
-            tokio::task::block_in_place(|| t.publish(bodies, deliver_at))
-        } else {
-            t.publish(bodies, deliver_at)
-        };
+        // The engine completes the publish once it is in the log (under a strict sync
+        // policy, after the fsync its writer thread shares with everything queued meanwhile);
+        // this task waits without holding a worker thread.
+        let (done, completed) = tokio::sync::oneshot::channel();
+        t.publish_then(bodies, deliver_at, move |result| {
+            let _ = done.send(result);
+        });
+        let result = completed
+            .await
+            .unwrap_or_else(|_| Err(EngineError::WriterStopped(topic.to_string())));
         match result {
             Ok(appended) => {
                 self.set_health(None);

@@ -62,6 +62,11 @@ pub struct Retained {
     pub last_timestamp: i64,
     /// Bytes of log on disk.
     pub bytes: u64,
+    /// Fsyncs that made messages durable since nsqd started (`fsynced_messages / fsyncs` is
+    /// the group commit's messages per fsync).
+    pub fsyncs: u64,
+    /// Messages those fsyncs made durable.
+    pub fsynced_messages: u64,
 }
 
 /// One topic in `/stats`.
@@ -220,6 +225,8 @@ pub fn collect(nsqd: &Nsqd, query: &StatsQuery) -> Stats {
                     .and_then(|last| timestamp_at(&topic, last))
                     .unwrap_or(0),
                 bytes: tstats.bytes,
+                fsyncs: tstats.fsyncs,
+                fsynced_messages: tstats.fsynced_messages,
             },
         });
     }
