@@ -250,8 +250,7 @@ pub fn recover(
         Some((bytes.len() as u64, parse(&bytes)?))
     };
     let base = cursor.map(fingerprint);
-    let extends_cursor =
-        |j: &Option<(u64, ParsedJournal)>| matches!((j, base), (Some((_, p)), Some(b)) if p.base == b);
+    let extends_cursor = |j: &Option<(u64, ParsedJournal)>| matches!((j, base), (Some((_, p)), Some(b)) if p.base == b);
     let current = read(&current_path);
     let next = read(&next_path);
     // `.fin.next` extends the newest cursor when its rename happened; prefer it.

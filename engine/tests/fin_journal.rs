@@ -5,10 +5,10 @@
 mod common;
 
 use common::*;
-use nsq_engine::fin_journal::{HEADER_LEN, ENTRY_LEN};
+use nsq_engine::fin_journal::{ENTRY_LEN, HEADER_LEN};
 use nsq_engine::fs::{FileSystem, OpenMode};
-use std::collections::BTreeSet;
 use nsq_engine::{ChannelStart, Delivery, Engine, RecoveryEvent};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 const JOURNAL: &str = "/data/topics/t/channels/c.fin";
@@ -24,7 +24,8 @@ fn publish(engine: &Engine, n: usize) {
 fn take(engine: &Engine, n: usize) -> Vec<Delivery> {
     let c = engine.channel("t", "c").expect("channel");
     let mut out = Vec::new();
-    c.take(engine.now(), 1, 60 * SEC, n, &mut out).expect("take");
+    c.take(engine.now(), 1, 60 * SEC, n, &mut out)
+        .expect("take");
     out
 }
 
@@ -85,7 +86,11 @@ fn a_rewind_in_the_journal_voids_earlier_fins() {
         let c = engine.channel("t", "c").expect("channel");
         // An empty (not persisted) then FINs after it: the journal replays both in order.
         c.empty();
-        engine.create_topic("t").expect("t").publish(&["late"], 0).expect("publish");
+        engine
+            .create_topic("t")
+            .expect("t")
+            .publish(&["late"], 0)
+            .expect("publish");
         let late = take(&engine, 1);
         assert_eq!(late.len(), 1);
         finish(&engine, &late);
@@ -193,18 +198,22 @@ fn power_cuts_redeliver_but_never_lose() {
             engine.persist_cursors().expect("persist");
         }
         if round % 2 == 0 {
-            engine.tick().expect("tick (fsyncs the journal under sync every 1)");
+            engine
+                .tick()
+                .expect("tick (fsyncs the journal under sync every 1)");
         }
         drop(engine);
         fs.power_cut();
         clock.advance(SEC);
     }
     let engine = open(&fs, &clock);
-    let left: BTreeSet<u64> = take_all(&engine, "t", "c").iter().map(|d| d.offset).collect();
+    let left: BTreeSet<u64> = take_all(&engine, "t", "c")
+        .iter()
+        .map(|d| d.offset)
+        .collect();
     // Nothing unfinished is lost; power cuts only cost duplicates.
     let lost: Vec<u64> = (0..200)
         .filter(|o| !left.contains(o) && !finished.contains(o))
         .collect();
     assert!(lost.is_empty(), "lost {lost:?}");
 }
-

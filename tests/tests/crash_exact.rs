@@ -86,7 +86,10 @@ fn finished_messages_are_not_redelivered_after_kill9() {
     let expected: BTreeSet<Vec<u8>> = (M / 2..M).map(body).collect();
     let again: BTreeSet<Vec<u8>> = rest.iter().cloned().collect();
     let finished_again = again.iter().filter(|b| !expected.contains(*b)).count();
-    assert_eq!(finished_again, 0, "finished messages redelivered after kill -9");
+    assert_eq!(
+        finished_again, 0,
+        "finished messages redelivered after kill -9"
+    );
     assert_eq!(again, expected, "every unfinished message comes back");
     assert_eq!(rest.len(), M / 2, "once each");
 }
