@@ -410,6 +410,17 @@ impl Engine {
         }
     }
 
+    /// NSQ's channel empty: drops everything queued, waiting or in flight; the channel goes on
+    /// from the log's end. Durable before it returns (the cursor file is written), so an
+    /// empty that was answered survives a crash.
+    pub fn empty_channel(&self, topic: &str, channel: &str) -> Result<()> {
+        let c = self
+            .channel(topic, channel)
+            .ok_or_else(|| Error::ChannelNotFound(channel.to_string()))?;
+        c.empty();
+        c.persist()
+    }
+
     /// Moves a channel to `start` (earliest retained, an offset or a time): everything from
     /// there on is delivered again; in-flight messages are forgotten. Returns the new offset.
     pub fn rewind_channel(&self, topic: &str, channel: &str, start: ChannelStart) -> Result<u64> {
