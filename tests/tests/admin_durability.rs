@@ -53,7 +53,11 @@ fn emptied_channel_stays_empty_after_kill9() {
     nsqd.restart();
     assert_eq!(channel_depth(&nsqd, "c"), 0, "{}", nsqd.log());
     assert_eq!(drain(&nsqd, "c"), Vec::<String>::new());
-    assert_eq!(drain(&nsqd, "other").len(), 50, "other channels keep theirs");
+    assert_eq!(
+        drain(&nsqd, "other").len(),
+        50,
+        "other channels keep theirs"
+    );
 }
 
 #[test]
