@@ -243,6 +243,8 @@ struct Info {
     max_output_buffer_size: i64,
     max_output_buffer_timeout: u64,
     max_deflate_level: i64,
+    /// Not NSQ's: this build's own release (`version` is the NSQ version spoken).
+    nsq_rs_version: &'static str,
 }
 
 /// Serializes `value` keeping its field order.
@@ -266,6 +268,7 @@ async fn info(State(nsqd): Shared) -> Reply {
         max_output_buffer_size: o.max_output_buffer_size,
         max_output_buffer_timeout: o.max_output_buffer_timeout.as_nanos() as u64,
         max_deflate_level: o.max_deflate_level,
+        nsq_rs_version: crate::version::NSQ_RS_VERSION,
     })
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The NSQ version we speak and report (`/info`, IDENTIFY), so clients enable what they expect.
-pub const VERSION: &str = "1.3.0";
+pub const VERSION: &str = crate::version::NSQ_VERSION;
 
 /// How often timeouts are checked, fsync timers fired and cursors considered for persisting.
 const TICK: Duration = Duration::from_millis(100);
@@ -116,6 +116,7 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     if !opts.data_path.is_dir() {
         return Err(NsqdError::NoDataPath(opts.data_path.clone()));
     }
+    tracing::info!("{}", crate::version::version_line("nsqd"));
     let tls_config = opts.tls.server_config()?;
     let engine =
         tokio::task::block_in_place(|| Engine::open(&opts.data_path, engine_options(&opts)))?;

@@ -14,9 +14,9 @@ use std::time::Duration;
 #[derive(Debug, Parser, Default)]
 #[command(
     name = "nsqd",
-    // NSQ's `nsqd --version` line, naming the version of the protocol we speak (mod.rs VERSION).
-    version = concat!("v1.3.0 (nsq-rs ", env!("CARGO_PKG_VERSION"), ")"),
-    about = "nsqd: a crash-safe NSQ daemon on a log-structured store"
+    // NSQ's `nsqd --version` shape, which client fixtures parse (see crate::version).
+    version = crate::version::VERSION_TEXT,
+    about = concat!("nsqd: a crash-safe NSQ daemon on a log-structured store (nsq-rs ", env!("CARGO_PKG_VERSION"), ")")
 )]
 pub struct Cli {
     /// path to config file (TOML; option names with `_`)
