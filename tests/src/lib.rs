@@ -9,6 +9,7 @@ pub mod lookupd;
 pub mod process;
 pub mod python;
 pub mod raw;
+pub mod tls;
 pub mod tool;
 
 pub use http::{http_get, http_post, http_request, HttpReply};

@@ -184,7 +184,7 @@ pub struct IdentifyResponse {
     pub max_msg_timeout: i64,
     /// This connection's message timeout in ms.
     pub msg_timeout: i64,
-    /// TLS negotiated (never: not supported yet).
+    /// TLS negotiated (the connection upgrades right after this answer).
     pub tls_v1: bool,
     /// Deflate negotiated.
     pub deflate: bool,

@@ -4,6 +4,7 @@ use super::clients::{ClientInfo, Identity};
 use super::compression::{Compression, StreamDecoder, StreamEncoder};
 use super::context::{Nsqd, PublishError};
 use super::identify::{self, IdentifyRequest, Negotiated};
+use super::tls::{ClientStream, TlsRequired};
 use crate::protocol::{self, Command, ProtocolError};
 use bytes::BytesMut;
 use nsq_engine::{Channel, Delivery, Error as EngineError, MessageId};
@@ -24,8 +25,19 @@ const TAKE_BATCH: usize = 256;
 /// `TAKE_BATCH` messages of up to `--max-msg-size` each until its write times out.
 const TAKE_BYTES: usize = 256 * 1024;
 
+/// What guards the TCP protocol besides its own state machine.
+pub struct Security {
+    /// Set when a certificate is configured: IDENTIFY `tls_v1` upgrades with it.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 /// Accepts connections until `shutdown` flips.
-pub async fn serve(listener: TcpListener, nsqd: Arc<Nsqd>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    nsqd: Arc<Nsqd>,
+    security: Arc<Security>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -33,11 +45,12 @@ pub async fn serve(listener: TcpListener, nsqd: Arc<Nsqd>, mut shutdown: watch::
                     let _ = stream.set_nodelay(true);
                     let nsqd = nsqd.clone();
                     let shutdown = shutdown.clone();
+                    let security = security.clone();
                     tokio::spawn(async move {
                         let info = nsqd.clients.add(peer.to_string());
                         let (id, client) = (info.id, info.clone());
                         tracing::info!(client = %peer, "TCP: new client");
-                        match Connection::new(nsqd.clone(), info, stream, shutdown).run().await {
+                        match Connection::new(nsqd.clone(), info, stream, security, shutdown).run().await {
                             Ok(()) => tracing::info!(client = %peer, "TCP: client closed"),
                             Err(reason) => tracing::info!(client = %peer, %reason, "TCP: client closed"),
                         }
@@ -97,7 +110,8 @@ struct Subscription {
 struct Connection {
     nsqd: Arc<Nsqd>,
     info: Arc<ClientInfo>,
-    stream: TcpStream,
+    stream: ClientStream,
+    security: Arc<Security>,
     shutdown: watch::Receiver<bool>,
     /// Plain protocol bytes waiting to be parsed.
     input: BytesMut,
@@ -125,13 +139,15 @@ impl Connection {
         nsqd: Arc<Nsqd>,
         info: Arc<ClientInfo>,
         stream: TcpStream,
+        security: Arc<Security>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let settings = Negotiated::defaults(&nsqd.opts);
         Connection {
             nsqd,
             info,
-            stream,
+            stream: ClientStream::Plain(stream),
+            security,
             shutdown,
             input: BytesMut::with_capacity(16 * 1024),
             output: BytesMut::with_capacity(16 * 1024),
@@ -285,14 +301,19 @@ impl Connection {
                     self.stream
                         .write_all(&wire)
                         .await
-                        .map_err(|e| format!("write error: {e}"))
+                        .map_err(|e| format!("write error: {e}"))?;
                 }
                 None => self
                     .stream
                     .write_all(&plain)
                     .await
-                    .map_err(|e| format!("write error: {e}")),
+                    .map_err(|e| format!("write error: {e}"))?,
             }
+            // TLS holds records until flushed; plain TCP's flush does nothing.
+            self.stream
+                .flush()
+                .await
+                .map_err(|e| format!("write error: {e}"))
         };
         // A client that stops reading must not hold its connection (and our buffers) forever.
         let limit = self
@@ -418,6 +439,17 @@ impl Connection {
                 command.describe()
             );
         }
+        if !matches!(command, Command::Identify(_))
+            && self.nsqd.opts.tls.required != TlsRequired::No
+            && !self.stream.is_tls()
+        {
+            let verb = command.describe();
+            let verb = verb.split(' ').next().unwrap_or_default();
+            return Ok(Err(ProtocolError::fatal(
+                "E_INVALID",
+                &format!("cannot {verb} in current state (TLS required)"),
+            )));
+        }
         Ok(match command {
             Command::Nop => Ok(()),
             Command::Identify(body) => self.identify(&body).await,
@@ -485,6 +517,14 @@ impl Connection {
                 "IDENTIFY compression is already enabled",
             ));
         }
+        // As in NSQ, TLS is negotiated only with feature negotiation and a certificate.
+        let tls = request.feature_negotiation && request.tls_v1 && self.security.tls.is_some();
+        if tls && self.stream.is_tls() {
+            return Err(ProtocolError::fatal(
+                "E_IDENTIFY_FAILED",
+                "IDENTIFY TLS is already enabled",
+            ));
+        }
         *self
             .info
             .identity
@@ -499,10 +539,11 @@ impl Connection {
             msg_timeout_ms: negotiated.msg_timeout.as_millis() as i64,
         };
         if request.feature_negotiation {
-            let answer = serde_json::to_vec(&identify::response(&negotiated, &self.nsqd.opts))
-                .map_err(|e| {
-                    ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
-                })?;
+            let mut response = identify::response(&negotiated, &self.nsqd.opts);
+            response.tls_v1 = tls;
+            let answer = serde_json::to_vec(&response).map_err(|e| {
+                ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
+            })?;
             self.respond(&answer);
         } else {
             self.respond(b"OK");
@@ -513,6 +554,9 @@ impl Connection {
             _ => None,
         };
         self.settings = negotiated;
+        if tls {
+            self.upgrade_tls().await?;
+        }
         if let Some(kind) = compression {
             // The answer goes out uncompressed; from then on both directions are compressed,
             // and the server confirms with one more OK inside the compressed stream.
@@ -534,6 +578,42 @@ impl Connection {
             self.respond(b"OK");
         }
         Ok(())
+    }
+
+    /// NSQ's order: the IDENTIFY answer in plain text, the handshake, then `OK` over TLS
+    /// (compression, if negotiated too, starts after that `OK`).
+    async fn upgrade_tls(&mut self) -> Result<(), ProtocolError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
+        };
+        if !self.input.is_empty() {
+            // Bytes sent before the handshake cannot be part of it.
+            return Err(failed(&"data arrived before the TLS handshake"));
+        }
+        if let Err(e) = self.flush().await {
+            return Err(failed(&e));
+        }
+        let Some(acceptor) = self.security.tls.clone() else {
+            return Err(failed(&"TLS is not configured"));
+        };
+        tracing::info!(
+            "PROTOCOL(V2): [{}] upgrading connection to TLS",
+            self.info.remote_address
+        );
+        match self.stream.upgrade(&acceptor).await {
+            Ok(facts) => {
+                *self.info.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(facts);
+                self.respond(b"OK");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "PROTOCOL(V2): [{}] TLS handshake failed: {e}",
+                    self.info.remote_address
+                );
+                Err(failed(&e))
+            }
+        }
     }
 
     fn subscribe(&mut self, topic: &str, channel: &str) -> Result<(), ProtocolError> {
