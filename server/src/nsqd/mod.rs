@@ -1,6 +1,7 @@
 //! nsqd: NSQ's daemon over the crash-safe engine. TCP protocol V2 ([`tcp`]), the HTTP API
 //! ([`http`]), and the housekeeping that drives timeouts, fsync timers and cursor persistence.
 
+pub mod auth;
 pub mod clients;
 pub mod compression;
 pub mod context;
@@ -59,6 +60,9 @@ pub enum NsqdError {
     /// The TLS certificate, key or CA could not be used.
     #[error("failed to build TLS config - {0}")]
     Tls(#[from] tls::TlsError),
+    /// The auth server client could not be set up.
+    #[error("failed to set up the auth client - {0}")]
+    Auth(#[from] auth::AuthError),
     /// `--data-path` is not an existing directory.
     #[error("--data-path {0}: not an existing directory (create it first)")]
     NoDataPath(std::path::PathBuf),
@@ -118,6 +122,16 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     }
     tracing::info!("{}", crate::version::version_line("nsqd"));
     let tls_config = opts.tls.server_config()?;
+    let auth = if opts.auth_http_addresses.is_empty() {
+        None
+    } else {
+        Some(auth::AuthClient::new(
+            opts.auth_http_addresses.clone(),
+            opts.tls.root_ca_file.as_deref(),
+            opts.http_client_connect_timeout,
+            opts.http_client_request_timeout,
+        )?)
+    };
     let engine =
         tokio::task::block_in_place(|| Engine::open(&opts.data_path, engine_options(&opts)))?;
     for event in engine.recovery_events() {
@@ -177,6 +191,7 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
 
     let security = Arc::new(tcp::Security {
         tls: tls_config.map(tokio_rustls::TlsAcceptor::from),
+        auth,
     });
     let tcp_task = tokio::spawn(tcp::serve(tcp, nsqd.clone(), security, stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
