@@ -540,6 +540,11 @@ impl Channel {
                     Err(e) => return Err(Error::io(&file, e)),
                 }
             }
+            // Durable before the delete is answered: a cursor file that came back after a
+            // power cut would bring the channel back (open adopts cursor files).
+            if let Some(dir) = path.parent() {
+                self.fs.sync_dir(dir).at(dir)?;
+            }
         }
         Ok(())
     }
