@@ -138,7 +138,7 @@ fn tools_take_tls_and_auth_options() {
     let ca = format!("tls_root_ca_file,{}", pki.ca.display());
     let cert = format!("tls_cert,{}", pki.client.cert.display());
     let key = format!("tls_key,{}", pki.client.key.display());
-    let mut opts = vec!["tls_v1,true", &ca, &cert, &key, "auth_secret,s3cret"];
+    let mut opts = ["tls_v1,true", &ca, &cert, &key, "auth_secret,s3cret"];
 
     let consumer_args: Vec<String> = opts
         .iter()
