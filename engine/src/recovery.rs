@@ -73,6 +73,22 @@ pub enum RecoveryEvent {
         /// What was removed.
         path: PathBuf,
     },
+    /// A cursor file that the metadata did not list (a missing or stale `meta`, or a create
+    /// interrupted by a crash) was taken back in as a channel.
+    AdoptedChannel {
+        /// Topic.
+        topic: String,
+        /// Channel.
+        channel: String,
+    },
+    /// A cursor file the metadata did not list was unreadable, so no channel was made of it.
+    /// It is left in place: `nsq_log repair` takes it in (reset to the oldest message).
+    IgnoredCursor {
+        /// The cursor file.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
     /// A topic directory that the metadata did not list (created just before a crash) was
     /// taken back in.
     AdoptedTopic {
@@ -115,6 +131,15 @@ impl fmt::Display for RecoveryEvent {
             RecoveryEvent::RemovedLeftover { path } => {
                 write!(f, "removed {} left by an interrupted operation", path.display())
             }
+            RecoveryEvent::AdoptedChannel { topic, channel } => write!(
+                f,
+                "channel {topic}/{channel} had a cursor file but was not in the metadata; taken back in"
+            ),
+            RecoveryEvent::IgnoredCursor { path, reason } => write!(
+                f,
+                "ignored {}: not in the metadata and unreadable ({reason}); `nsq_log repair` takes it in",
+                path.display()
+            ),
             RecoveryEvent::AdoptedTopic { topic } => {
                 write!(f, "topic {topic} was on disk but not in the metadata; taken back in")
             }
