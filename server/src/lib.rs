@@ -3,7 +3,7 @@
 //! - [`protocol`]: the wire formats (commands, frames, multi-message bodies), shared with the
 //!   client library in `nsq-tools`.
 //! - [`nsqd`]: the daemon: TCP protocol V2, HTTP API, housekeeping, over one [`nsq_engine::Engine`].
-//! - [`args`], [`logging`], [`signals`]: process plumbing shared by the binaries.
+//! - [`args`], [`logging`], [`signals`], [`version`]: process plumbing shared by the binaries.
 
 pub mod args;
 pub mod logging;
@@ -11,3 +11,4 @@ pub mod lookupd;
 pub mod nsqd;
 pub mod protocol;
 pub mod signals;
+pub mod version;

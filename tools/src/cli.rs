@@ -5,9 +5,6 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// The version every tool prints.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
 /// Parses the process arguments for tool `name`. `--help` prints and exits 0; a bad flag
 /// prints one line to stderr and exits 2.
 pub fn parse_args<T: Parser>(name: &str) -> T {
@@ -29,9 +26,9 @@ pub fn parse_args<T: Parser>(name: &str) -> T {
     }
 }
 
-/// `name vX (nsq-rs)`, NSQ's `--version` line.
+/// `name v1.3.0 (built w/rustc-X.Y.Z)`, NSQ's `--version` shape (see [`nsq_server::version`]).
 pub fn version_line(name: &str) -> String {
-    format!("{name} v{VERSION} (nsq-rs)")
+    nsq_server::version::version_line(name)
 }
 
 /// A clap value parser for Go durations (`250ms`, `30s`, `1m0s`).

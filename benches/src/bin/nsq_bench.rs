@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Publishes and consumes against a running nsqd and reports throughput and ack latency.
 #[derive(Debug, Parser)]
-#[command(name = "nsq_bench", version)]
+#[command(name = "nsq_bench", version = nsq_server::version::VERSION_TEXT)]
 struct Cli {
     /// nsqd TCP address.
     #[arg(long, default_value = "127.0.0.1:4150")]

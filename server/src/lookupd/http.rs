@@ -24,7 +24,10 @@ pub fn router(lookupd: Arc<Lookupd>) -> Router {
         .route(
             "/info",
             only_get(get(|| async {
-                Reply::Json(json!({ "version": super::VERSION }))
+                Reply::Json(json!({
+                    "version": super::VERSION,
+                    "nsq_rs_version": crate::version::NSQ_RS_VERSION,
+                }))
             })),
         )
         .route("/debug", only_get(get(debug)))

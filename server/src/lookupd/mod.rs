@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 /// The NSQ version we report.
-pub const VERSION: &str = "1.3.0";
+pub const VERSION: &str = crate::version::NSQ_VERSION;
 
 /// Why nsqlookupd could not run.
 #[derive(Debug, thiserror::Error)]
@@ -61,17 +61,21 @@ pub async fn run(
     };
     let tcp = bind(opts.tcp_address).await?;
     let http = bind(opts.http_address).await?;
-    let port = |l: &tokio::net::TcpListener, fallback: std::net::SocketAddr| {
-        l.local_addr().map(|a| a.port()).unwrap_or(fallback.port())
-    };
+    // The bound addresses, not the requested ones: port 0 picks a port, and scripts read it.
+    let bound = |l: &tokio::net::TcpListener, asked| l.local_addr().unwrap_or(asked);
+    let (tcp_bound, http_bound) = (
+        bound(&tcp, opts.tcp_address),
+        bound(&http, opts.http_address),
+    );
+    tracing::info!("{}", crate::version::version_line("nsqlookupd"));
+    tracing::info!("HTTP: listening on {http_bound}");
+    tracing::info!("TCP: listening on {tcp_bound}");
     let lookupd = Arc::new(Lookupd {
-        tcp_port: port(&tcp, opts.tcp_address),
-        http_port: port(&http, opts.http_address),
+        tcp_port: tcp_bound.port(),
+        http_port: http_bound.port(),
         opts,
         registry: Mutex::new(Registry::default()),
     });
-    tracing::info!("TCP: listening on {}", lookupd.opts.tcp_address);
-    tracing::info!("HTTP: listening on {}", lookupd.opts.http_address);
     let (stop_tx, stop_rx) = watch::channel(false);
     let tcp_task = tokio::spawn(tcp::serve(tcp, lookupd.clone(), stop_rx.clone()));
     let mut http_stop = stop_rx.clone();

@@ -12,8 +12,9 @@ use std::time::Duration;
 #[derive(Debug, Parser, Default)]
 #[command(
     name = "nsqlookupd",
-    version,
-    about = "nsqlookupd: NSQ's discovery service (which nsqd has which topic)"
+    // NSQ's `nsqlookupd --version` shape, which client fixtures parse (see crate::version).
+    version = crate::version::VERSION_TEXT,
+    about = concat!("nsqlookupd: NSQ's discovery service (which nsqd has which topic) (nsq-rs ", env!("CARGO_PKG_VERSION"), ")")
 )]
 pub struct Cli {
     /// path to config file (TOML; option names with `_`)

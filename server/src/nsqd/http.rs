@@ -243,6 +243,8 @@ struct Info {
     max_output_buffer_size: i64,
     max_output_buffer_timeout: u64,
     max_deflate_level: i64,
+    /// Not NSQ's: this build's own release (`version` is the NSQ version spoken).
+    nsq_rs_version: &'static str,
 }
 
 /// Serializes `value` keeping its field order.
@@ -266,6 +268,7 @@ async fn info(State(nsqd): Shared) -> Reply {
         max_output_buffer_size: o.max_output_buffer_size,
         max_output_buffer_timeout: o.max_output_buffer_timeout.as_nanos() as u64,
         max_deflate_level: o.max_deflate_level,
+        nsq_rs_version: crate::version::NSQ_RS_VERSION,
     })
 }
 
@@ -486,10 +489,7 @@ async fn channel_action(
             return super::replay::create_at(&nsqd, &topic, &channel, start).into_response();
         }
         "delete" => engine.delete_channel(&topic, &channel),
-        "empty" => engine
-            .channel(&topic, &channel)
-            .map(|c| c.empty())
-            .ok_or_else(|| EngineError::ChannelNotFound(channel.clone())),
+        "empty" => engine.empty_channel(&topic, &channel),
         "pause" => engine.set_channel_paused(&topic, &channel, true),
         _ => engine
             .set_channel_paused(&topic, &channel, false)

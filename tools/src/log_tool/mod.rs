@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Parser)]
 #[command(
     name = "nsq_log",
-    version,
+    version = nsq_server::version::VERSION_TEXT,
     about = "Inspect an nsq-engine data directory offline (stop nsqd first)"
 )]
 pub struct Cli {
