@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the storage engine on the real file system.
 //!
 //! * `append`: publishing 200-byte bodies, one at a time and in batches of 200, without fsync
-//!   and with `SyncPolicy::always()` from 4 concurrent appenders (group commit).
+//!   and with `SyncPolicy::always()` from 4 concurrent appenders (group commit), plus 32
+//!   concurrent single-message appenders (many publishers sharing each fsync).
 //! * `read`: sequential `take` + `finish` on one channel and on 4 channels of one topic.
 //! * `reopen`: `Engine::open` (then drop) of a data directory holding 1 GiB of log.
 //!
@@ -26,6 +27,8 @@ const TAKE_BATCH: usize = 100;
 const MSG_TIMEOUT_NS: i64 = 60_000_000_000;
 /// Concurrent appenders of the group-commit benchmarks.
 const APPENDERS: usize = 4;
+/// Concurrent single-message appenders of the many-publishers group-commit benchmark.
+const MANY_APPENDERS: usize = 32;
 /// Channels of the multi-channel read benchmark.
 const READERS: usize = 4;
 
@@ -124,16 +127,17 @@ fn append(c: &mut Criterion) {
         drop(fixture);
     }
 
-    // Every append fsynced before it returns; 4 appenders share fsyncs through group commit.
+    // Every append fsynced before it returns; concurrent appenders share fsyncs through
+    // group commit.
     group.sample_size(10);
-    for batch in [1usize, 200] {
+    for (appenders, batch) in [(APPENDERS, 1usize), (APPENDERS, 200), (MANY_APPENDERS, 1)] {
         group.throughput(Throughput::Elements(batch as u64));
         let mut fixture = None;
         group.bench_function(
-            BenchmarkId::new(format!("fsync_{APPENDERS}threads"), format!("batch{batch}")),
+            BenchmarkId::new(format!("fsync_{appenders}threads"), format!("batch{batch}")),
             |b| {
                 let f = fixture.get_or_insert_with(|| Fixture::new(SyncPolicy::always(), "append"));
-                b.iter_custom(|iters| concurrent_appends(&f.topic, batch, iters));
+                b.iter_custom(|iters| concurrent_appends(&f.topic, appenders, batch, iters));
             },
         );
         drop(fixture);
@@ -141,13 +145,13 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
-/// `iters` publishes of `batch` bodies spread over [`APPENDERS`] threads; returns the wall
+/// `iters` publishes of `batch` bodies spread over `appenders` threads; returns the wall
 /// time from the moment all threads are ready until the last one is done.
-fn concurrent_appends(topic: &Arc<Topic>, batch: usize, iters: u64) -> Duration {
-    let start_line = Arc::new(Barrier::new(APPENDERS + 1));
-    let threads: Vec<_> = (0..APPENDERS as u64)
+fn concurrent_appends(topic: &Arc<Topic>, appenders: usize, batch: usize, iters: u64) -> Duration {
+    let start_line = Arc::new(Barrier::new(appenders + 1));
+    let threads: Vec<_> = (0..appenders as u64)
         .map(|t| {
-            let share = iters / APPENDERS as u64 + u64::from(t < iters % APPENDERS as u64);
+            let share = iters / appenders as u64 + u64::from(t < iters % appenders as u64);
             let topic = topic.clone();
             let start_line = start_line.clone();
             thread::spawn(move || {

@@ -1,7 +1,7 @@
 //! `nsq_bench`: a load generator for nsqd (ours or NSQ's). See [`nsq_benches::load`].
 
 use clap::Parser;
-use nsq_benches::load::{run, Config, Mode};
+use nsq_benches::load::{plot, run, Config, Mode};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,6 +36,17 @@ struct Cli {
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 10.0)]
     runfor: f64,
+    /// Open loop: publish this many messages per second in total, on a fixed schedule, with
+    /// ack latency measured from each publish's scheduled time (coordinated omission
+    /// corrected). Without it, each publisher sends its next publish when the last is acked.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Print the report as one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the latency percentile curve as an SVG image to this file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +62,19 @@ fn main() -> ExitCode {
         eprintln!("nsq_bench: --runfor and --size must be positive");
         return ExitCode::from(2);
     }
+    if cli.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        eprintln!("nsq_bench: --rate must be a positive number of messages per second");
+        return ExitCode::from(2);
+    }
+    let (rate, json, plot) = (cli.rate, cli.json, cli.plot);
+    let title = format!(
+        "nsq_bench {:?} --size {} --batch-size {} --concurrency {}{}",
+        cli.mode,
+        cli.size,
+        cli.batch_size,
+        cli.concurrency,
+        rate.map(|r| format!(" --rate {r}")).unwrap_or_default()
+    );
     let config = Config {
         addr,
         topic: cli.topic,
@@ -61,6 +85,7 @@ fn main() -> ExitCode {
         concurrency: cli.concurrency.max(1),
         max_in_flight: cli.max_in_flight.max(1),
         runfor: Duration::from_secs_f64(cli.runfor),
+        rate,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -71,7 +96,20 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(config)) {
         Ok(report) => {
-            println!("{report}");
+            if let Some(path) = plot {
+                if let Err(e) = std::fs::write(&path, plot::svg(&report, &title)) {
+                    eprintln!(
+                        "nsq_bench: cannot write the plot to {}: {e}",
+                        path.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+            if json {
+                println!("{}", report.to_json(rate));
+            } else {
+                println!("{report}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -6,6 +6,7 @@
 
 mod conn;
 pub mod histogram;
+pub mod plot;
 mod report;
 mod run;
 

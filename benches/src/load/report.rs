@@ -21,10 +21,53 @@ pub struct Report {
     pub end_to_end: Histogram,
 }
 
+/// Percentiles the JSON output lists, with their keys.
+const PERCENTILES: [(&str, f64); 9] = [
+    ("p50", 0.5),
+    ("p75", 0.75),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("p99.99", 0.9999),
+    ("p99.999", 0.99999),
+    ("min", 0.0),
+    ("max", 1.0),
+];
+
 impl Report {
     fn rate(&self, n: u64) -> f64 {
         n as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// The run as one JSON object (rates, and latency percentiles in milliseconds).
+    pub fn to_json(&self, rate: Option<f64>) -> serde_json::Value {
+        serde_json::json!({
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "size": self.size,
+            "target_rate": rate,
+            "published": self.published,
+            "published_per_s": self.rate(self.published),
+            "consumed": self.consumed,
+            "consumed_per_s": self.rate(self.consumed),
+            "ack_latency_ms": latency_json(&self.ack_latency),
+            "end_to_end_latency_ms": latency_json(&self.end_to_end),
+        })
+    }
+}
+
+fn latency_json(h: &Histogram) -> serde_json::Value {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut out = serde_json::Map::new();
+    out.insert("count".into(), h.len().into());
+    for (key, p) in PERCENTILES {
+        let value = if p >= 1.0 {
+            (!h.is_empty()).then(|| ms(h.max()))
+        } else {
+            h.percentile(p).map(ms)
+        };
+        out.insert(key.into(), value.into());
+    }
+    serde_json::Value::Object(out)
 }
 
 fn latency_line(f: &mut fmt::Formatter<'_>, what: &str, h: &Histogram) -> fmt::Result {

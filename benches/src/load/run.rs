@@ -46,6 +46,11 @@ pub struct Config {
     pub max_in_flight: u32,
     /// How long to run.
     pub runfor: Duration,
+    /// Open loop: publish this many messages per second in total (spread evenly over the
+    /// publishers) on a fixed schedule, and measure each acknowledgement from the moment its
+    /// publish was *due*, so a stall counts against every publish it delayed (coordinated
+    /// omission corrected). `None`: closed loop, each publisher sends as fast as acks come.
+    pub rate: Option<f64>,
 }
 
 /// Why a run failed.
@@ -91,8 +96,25 @@ async fn publisher(
     };
     let per_command = config.batch.max(1) as u64;
     let mut latencies = Histogram::default();
+    // Open loop: command k is due at `first + k * interval`.
+    let interval = config
+        .rate
+        .map(|rate| Duration::from_secs_f64(per_command as f64 * config.concurrency as f64 / rate));
+    let first = Instant::now();
+    let mut sent: u32 = 0;
     while Instant::now() < until {
-        let started = Instant::now();
+        let started = match interval {
+            Some(every) => {
+                let due = first + every * sent;
+                if due >= until {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
+        sent = sent.saturating_add(1);
         conn.queue(&command);
         conn.flush().await?;
         conn.expect_ok().await?;
