@@ -21,6 +21,9 @@ fn quantile(x: f64) -> f64 {
     1.0 - 10f64.powf(-x)
 }
 
+/// One line of the chart: its label, colour and (nines, milliseconds) points.
+type Line = (&'static str, &'static str, Vec<(f64, f64)>);
+
 fn curve(h: &Histogram) -> Vec<(f64, f64)> {
     (0..=(NINES * 20.0) as usize)
         .map(|i| i as f64 / 20.0)
@@ -34,7 +37,7 @@ fn curve(h: &Histogram) -> Vec<(f64, f64)> {
 
 /// The SVG document for `report` (titled `title`).
 pub fn svg(report: &Report, title: &str) -> String {
-    let lines: Vec<(&str, &str, Vec<(f64, f64)>)> = [
+    let lines: Vec<Line> = [
         ("publish ack", "#1f77b4", curve(&report.ack_latency)),
         ("end-to-end", "#d62728", curve(&report.end_to_end)),
     ]
