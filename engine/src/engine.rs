@@ -32,6 +32,17 @@ pub struct Engine {
     /// Bumped whenever a topic or channel is created or deleted, so watchers (nsqd's lookupd
     /// registration) notice changes without diffing on every poll.
     topology_generation: AtomicU64,
+    /// Called with the new generation after each topology change (see [`Engine::on_topology_change`]).
+    topology_listeners: RwLock<Vec<TopologyListener>>,
+}
+
+/// A callback told of topology changes; it runs on the changing thread, so it must be quick.
+struct TopologyListener(Box<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for TopologyListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopologyListener")
+    }
 }
 
 /// What one [`Engine::tick`] did.
@@ -115,6 +126,7 @@ impl Engine {
             events,
             last_persist: AtomicI64::new(now),
             topology_generation: AtomicU64::new(0),
+            topology_listeners: RwLock::new(Vec::new()),
         };
         if meta_changed {
             engine.store_meta()?;
@@ -179,8 +191,28 @@ impl Engine {
         self.topology_generation.load(Ordering::Acquire)
     }
 
+    /// Calls `listener` with the new [`Engine::topology_generation`] after every creation or
+    /// deletion of a topic or channel, once the change is visible in [`Engine::topics`]. It
+    /// runs on the thread making the change (under the engine's admin lock): it should only
+    /// wake someone, as nsqd's lookupd registration does, so lookupds hear of it at once.
+    pub fn on_topology_change(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+        self.topology_listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(TopologyListener(Box::new(listener)));
+    }
+
+    /// Call after the change is visible, so a woken watcher reads the new topology.
     fn topology_changed(&self) {
-        self.topology_generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.topology_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        for listener in self
+            .topology_listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            (listener.0)(generation);
+        }
     }
 
     /// Returns the topic, creating it if it does not exist.
@@ -235,11 +267,11 @@ impl Engine {
             )
         };
         let created = Arc::new(created);
-        self.topology_changed();
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(topic.to_string(), created.clone());
+        self.topology_changed();
         if !created.is_ephemeral() {
             self.store_meta()?;
         }
@@ -258,10 +290,10 @@ impl Engine {
             return Err(Error::TopicNotFound(topic.to_string()));
         };
         removed.mark_deleted();
-        self.topology_changed();
         for channel in removed.channels() {
             channel.mark_deleted();
         }
+        self.topology_changed();
         let Some(dir) = &removed.dir else {
             return Ok(());
         };
@@ -323,11 +355,11 @@ impl Engine {
         // Cursor file first, then the metadata naming it: a crash between leaves a stray
         // cursor file that the next open removes.
         created.persist()?;
-        self.topology_changed();
         t.channels
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(channel.to_string(), created.clone());
+        self.topology_changed();
         if !created.is_ephemeral() {
             self.store_meta()?;
         }
