@@ -410,6 +410,11 @@ impl Channel {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(path, e)),
             }
+            // Durable before the delete is answered: a cursor file that came back after a
+            // power cut would bring the channel back (open adopts cursor files).
+            if let Some(dir) = path.parent() {
+                self.fs.sync_dir(dir).at(dir)?;
+            }
         }
         Ok(())
     }

@@ -72,7 +72,7 @@ impl Engine {
     pub fn open(path: impl Into<PathBuf>, options: Options) -> Result<Engine> {
         let path = path.into();
         let fs = options.fs.clone();
-        fs.create_dir_all(&path).at(&path)?;
+        fs.create_dir_durable(&path).at(&path)?;
         let lock = match fs.lock_exclusive(&path.join("LOCK")) {
             Ok(lock) => lock,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -91,12 +91,22 @@ impl Engine {
             events.push(RecoveryEvent::RemovedLeftover { path: deleted_dir });
         }
         let topics_root = topics_dir(&path);
-        fs.create_dir_all(&topics_root).at(&topics_root)?;
+        fs.create_dir_durable(&topics_root).at(&topics_root)?;
         for entry in fs.read_dir(&topics_root).at(&topics_root)? {
             let Some(topic) = name::from_dir_name(&entry.name).filter(|_| entry.is_dir) else {
                 continue;
             };
             if !meta.topics.iter().any(|t| t.name == topic) {
+                let dir = topics_root.join(&entry.name);
+                if is_unborn_topic(&*fs, &dir)? {
+                    // A creation that failed or crashed before its first segment had a
+                    // header: nothing was ever acknowledged into it. Removing it needs no
+                    // free space, so a restart on a full disk works.
+                    fs.remove_dir_all(&dir).at(&dir)?;
+                    fs.sync_dir(&topics_root).at(&topics_root)?;
+                    events.push(RecoveryEvent::RemovedLeftover { path: dir });
+                    continue;
+                }
                 // Salt u64::MAX marks "derive the salt from the log's records" (see open_topic).
                 meta.topics.push(TopicMeta {
                     name: topic.clone(),
@@ -243,22 +253,19 @@ impl Engine {
             )
         } else {
             let dir = topics_dir(&self.path).join(name::dir_name(topic));
-            let opened = TopicLog::open(
-                self.options.fs.clone(),
-                dir.clone(),
-                topic,
-                self.log_config(),
-                salt,
-                0,
-                now,
-            )?;
-            let fs = &self.options.fs;
-            fs.create_dir_all(&channels_dir(&dir)).at(&dir)?;
-            fs.sync_dir(&topics_dir(&self.path)).at(&self.path)?;
+            let opened = match self.create_topic_dir(topic, &dir, salt, now) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // A topic that could not be created (a full disk, a failing one) leaves
+                    // nothing behind that the next start would have to open.
+                    self.remove_failed_topic_dir(&dir);
+                    return Err(e);
+                }
+            };
             Topic::new(
                 topic,
                 salt,
-                Arc::new(Storage::Disk(opened.log)),
+                Arc::new(Storage::Disk(opened)),
                 self.options.clock.clone(),
                 Some(dir),
                 false,
@@ -276,6 +283,32 @@ impl Engine {
             self.store_meta()?;
         }
         Ok(created)
+    }
+
+    /// Creates a new topic's directory, first segment and `channels/`, all durable.
+    fn create_topic_dir(&self, topic: &str, dir: &Path, salt: u64, now: i64) -> Result<TopicLog> {
+        let opened = TopicLog::open(
+            self.options.fs.clone(),
+            dir.to_path_buf(),
+            topic,
+            self.log_config(),
+            salt,
+            0,
+            now,
+        )?;
+        let fs = &self.options.fs;
+        fs.create_dir_durable(&channels_dir(dir)).at(dir)?;
+        fs.sync_dir(&topics_dir(&self.path)).at(&self.path)?;
+        Ok(opened.log)
+    }
+
+    /// Removes what a failed topic creation left (best effort: the error that made it fail
+    /// is the one reported; a leftover that stays is removed by the next open).
+    fn remove_failed_topic_dir(&self, dir: &Path) {
+        let fs = &self.options.fs;
+        if fs.exists(dir) && fs.remove_dir_all(dir).is_ok() {
+            let _ = fs.sync_dir(&topics_dir(&self.path));
+        }
     }
 
     /// Deletes a topic, its channels and its log.
@@ -301,7 +334,7 @@ impl Engine {
         // next open removes, never a half-deleted topic.
         let fs = &self.options.fs;
         let graveyard = self.path.join("deleted");
-        fs.create_dir_all(&graveyard).at(&graveyard)?;
+        fs.create_dir_durable(&graveyard).at(&graveyard)?;
         let buried = graveyard.join(format!(
             "{}.{:016x}",
             name::dir_name(topic),
@@ -442,6 +475,17 @@ impl Engine {
         }
     }
 
+    /// NSQ's channel empty: drops everything queued, waiting or in flight; the channel goes on
+    /// from the log's end. Durable before it returns (the cursor file is written), so an
+    /// empty that was answered survives a crash.
+    pub fn empty_channel(&self, topic: &str, channel: &str) -> Result<()> {
+        let c = self
+            .channel(topic, channel)
+            .ok_or_else(|| Error::ChannelNotFound(channel.to_string()))?;
+        c.empty();
+        c.persist()
+    }
+
     /// Moves a channel to `start` (earliest retained, an offset or a time): everything from
     /// there on is delivered again; in-flight messages are forgotten. Returns the new offset.
     pub fn rewind_channel(&self, topic: &str, channel: &str, start: ChannelStart) -> Result<u64> {
@@ -568,6 +612,31 @@ impl Engine {
     }
 }
 
+/// Whether a topic directory the metadata does not list holds nothing but segments without a
+/// complete header (and no cursor files): what an interrupted creation leaves.
+fn is_unborn_topic(fs: &dyn crate::fs::FileSystem, dir: &Path) -> Result<bool> {
+    for entry in fs.read_dir(dir).at(dir)? {
+        let path = dir.join(&entry.name);
+        if entry.is_dir {
+            let empty = entry.name == "channels" && fs.read_dir(&path).at(&path)?.is_empty();
+            if !empty {
+                return Ok(false);
+            }
+        } else if crate::segment::parse_log_file_name(&entry.name).is_some() {
+            let len = fs
+                .open(&path, crate::fs::OpenMode::Read)
+                .and_then(|f| f.len())
+                .at(&path)?;
+            if len >= crate::segment::HEADER_LEN {
+                return Ok(false);
+            }
+        } else if !entry.name.ends_with(".idx") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn log_config(options: &Options) -> LogConfig {
     LogConfig {
         max_bytes_per_file: options.max_bytes_per_file,
@@ -628,7 +697,7 @@ fn open_topic(
             _ => salt,
         };
     }
-    fs.create_dir_all(&channels_dir(&dir)).at(&dir)?;
+    fs.create_dir_durable(&channels_dir(&dir)).at(&dir)?;
     for entry in fs.read_dir(&channels_dir(&dir)).at(&dir)? {
         let known = entry
             .name

@@ -11,6 +11,7 @@ attempts 1, 2 and 3 and finished on the third.
 import argparse
 import json
 import logging
+import ssl
 import sys
 import time
 
@@ -34,6 +35,9 @@ def parse_args():
     )
     p.add_argument("--deflate", action="store_true")
     p.add_argument("--snappy", action="store_true")
+    p.add_argument("--tls-ca", help="upgrade to TLS (tls_v1), trusting this CA file")
+    p.add_argument("--tls-cert", help="client certificate for TLS")
+    p.add_argument("--tls-key", help="client certificate key for TLS")
     p.add_argument("--deadline", type=float, default=60.0, help="seconds")
     return p.parse_args()
 
@@ -48,6 +52,13 @@ def main():
         conn_kwargs["deflate_level"] = 6
     if args.snappy:
         conn_kwargs["snappy"] = True
+    if args.tls_ca:
+        conn_kwargs["tls_v1"] = True
+        tls_options = {"ca_certs": args.tls_ca, "cert_reqs": ssl.CERT_REQUIRED}
+        if args.tls_cert:
+            tls_options["certfile"] = args.tls_cert
+            tls_options["keyfile"] = args.tls_key
+        conn_kwargs["tls_options"] = tls_options
 
     bodies = [("msg-%05d" % i).encode() for i in range(args.count)]
     half = args.count // 2

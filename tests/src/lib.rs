@@ -4,11 +4,13 @@
 //! The binaries must be built first (`cargo build --workspace --bins`, which `tests/run.sh`
 //! does); they are looked up next to the test executable's `target/<profile>` directory.
 
+pub mod auth_server;
 pub mod http;
 pub mod lookupd;
 pub mod process;
 pub mod python;
 pub mod raw;
+pub mod tls;
 pub mod tool;
 
 pub use http::{http_get, http_post, http_request, HttpReply};

@@ -60,7 +60,8 @@ pub(crate) fn spawn_server(
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{name} exited during start ({status}):\n{}", logged());
         }
-        if crate::http_get(ping_url).status == 200 {
+        // 403 is nsqd's plain-HTTP answer under --tls-required=true: it is up all the same.
+        if matches!(crate::http_get(ping_url).status, 200 | 403) {
             return child;
         }
         std::thread::sleep(Duration::from_millis(20));

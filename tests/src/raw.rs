@@ -6,10 +6,22 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// The byte stream under a [`RawClient`]: plain TCP, or TLS after [`crate::tls::upgrade`].
+pub trait Wire: Read + Write + Send {
+    /// The socket underneath (for timeouts).
+    fn socket(&self) -> &TcpStream;
+}
+
+impl Wire for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
 /// A connection that has sent the V2 magic.
 pub struct RawClient {
-    stream: TcpStream,
-    buf: BytesMut,
+    pub(crate) stream: Box<dyn Wire>,
+    pub(crate) buf: BytesMut,
 }
 
 impl RawClient {
@@ -28,7 +40,7 @@ impl RawClient {
             .expect("read timeout");
         let _ = stream.set_nodelay(true);
         RawClient {
-            stream,
+            stream: Box::new(stream),
             buf: BytesMut::new(),
         }
     }
@@ -36,6 +48,7 @@ impl RawClient {
     /// Writes bytes as they are.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to nsqd");
+        self.stream.flush().expect("flush to nsqd");
     }
 
     /// Writes a command.
@@ -48,7 +61,7 @@ impl RawClient {
     /// The next frame, or `None` when the server closed the connection (or said nothing
     /// within `wait`).
     pub fn try_frame(&mut self, wait: Duration) -> Option<Frame> {
-        self.stream.set_read_timeout(Some(wait)).ok()?;
+        self.stream.socket().set_read_timeout(Some(wait)).ok()?;
         loop {
             if let Some(frame) = decode_frame(&mut self.buf, 64 << 20).expect("well-formed frame") {
                 return Some(frame);
@@ -100,7 +113,7 @@ impl RawClient {
 
     /// Whether the server has closed the connection (reads EOF within `wait`).
     pub fn is_closed(&mut self, wait: Duration) -> bool {
-        self.stream.set_read_timeout(Some(wait)).ok();
+        self.stream.socket().set_read_timeout(Some(wait)).ok();
         let mut byte = [0u8; 1];
         loop {
             match self.stream.read(&mut byte) {

@@ -198,3 +198,81 @@ fn writer_dpub_is_delivered_after_its_delay() {
         "delivered {delay} s after DPUB of 1.5 s: {report}"
     );
 }
+
+/// nsqd serving TLS with throw-away certificates (kept alive with it).
+fn tls_nsqd() -> (Nsqd, nsq_tests::tls::Pki) {
+    let pki = nsq_tests::tls::Pki::new();
+    let https = format!("--https-address=127.0.0.1:{}", nsq_tests::free_port());
+    let mut flags = pki.nsqd_flags();
+    flags.push(https);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    (Nsqd::start(&flags), pki)
+}
+
+fn tls_roundtrip(name: &str, compression: &[&str]) {
+    let (nsqd, pki) = tls_nsqd();
+    let ca = pki.ca.to_string_lossy().into_owned();
+    let mut args = vec!["--count", "200", "--max-in-flight", "20", "--tls-ca", &ca];
+    args.extend_from_slice(compression);
+    let report = roundtrip(&nsqd, name, &args);
+    assert_all_finished(&report, 200, 200);
+    assert!(
+        nsqd.log().contains("upgrading connection to TLS"),
+        "pynsq did not upgrade:\n{}",
+        nsqd.log()
+    );
+    if let Some(kind) = compression.first() {
+        let kind = kind.trim_start_matches("--");
+        assert_eq!(report["negotiated"][kind], true, "{report}");
+    }
+}
+
+#[test]
+fn tls_v1_connections_work() {
+    tls_roundtrip("pynsq_tls", &[]);
+}
+
+#[test]
+fn deflate_over_tls_works() {
+    tls_roundtrip("pynsq_tls_deflate", &["--deflate"]);
+}
+
+#[test]
+fn snappy_over_tls_works() {
+    if !has_module("snappy") {
+        eprintln!("note: skipping pynsq snappy-over-TLS test: python-snappy is not installed");
+        return;
+    }
+    tls_roundtrip("pynsq_tls_snappy", &["--snappy"]);
+}
+
+#[test]
+fn client_certificate_under_require_verify() {
+    let pki = nsq_tests::tls::Pki::new();
+    let mut flags = pki.nsqd_flags();
+    flags.push("--tls-client-auth-policy=require-verify".into());
+    flags.push(format!(
+        "--https-address=127.0.0.1:{}",
+        nsq_tests::free_port()
+    ));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let nsqd = Nsqd::start(&flags);
+    let ca = pki.ca.to_string_lossy().into_owned();
+    let cert = pki.client.cert.to_string_lossy().into_owned();
+    let key = pki.client.key.to_string_lossy().into_owned();
+    let report = roundtrip(
+        &nsqd,
+        "pynsq_tls_cert",
+        &[
+            "--count",
+            "50",
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    assert_all_finished(&report, 50, 50);
+}

@@ -1,5 +1,6 @@
 //! The connected TCP clients, as `/stats` shows them.
 
+use super::tls::TlsFacts;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -32,6 +33,10 @@ pub struct ClientInfo {
     pub closing: AtomicBool,
     /// Messages published, per topic.
     pub pub_counts: Mutex<BTreeMap<String, u64>>,
+    /// The TLS session, once IDENTIFY upgraded the connection.
+    pub tls: RwLock<Option<TlsFacts>>,
+    /// After AUTH: (has authorizations, identity, identity URL).
+    pub auth: RwLock<Option<(bool, String, String)>>,
 }
 
 /// The IDENTIFY facts `/stats` reports.
@@ -81,13 +86,22 @@ pub struct ClientStats {
     pub deflate: bool,
     pub snappy: bool,
     pub user_agent: String,
+    /// AUTH granted something (absent when not, as NSQ's `omitempty`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub authed: bool,
+    /// The auth server's identity for the client (absent when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity: String,
+    /// The auth server's identity URL (absent when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity_url: String,
     /// Absent when empty, as NSQ's `omitempty`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pub_counts: Vec<PubCount>,
     pub tls: bool,
-    pub tls_cipher_suite: &'static str,
-    pub tls_version: &'static str,
-    pub tls_negotiated_protocol: &'static str,
+    pub tls_cipher_suite: String,
+    pub tls_version: String,
+    pub tls_negotiated_protocol: String,
     pub tls_negotiated_protocol_is_mutual: bool,
 }
 
@@ -141,6 +155,13 @@ impl ClientInfo {
                 count,
             })
             .collect();
+        let tls = self.tls.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (authed, auth_identity, auth_identity_url) = self
+            .auth
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
         ClientStats {
             client_id: identity.client_id,
             hostname: identity.hostname,
@@ -157,12 +178,22 @@ impl ClientInfo {
             deflate: identity.deflate,
             snappy: identity.snappy,
             user_agent: identity.user_agent,
+            authed,
+            auth_identity,
+            auth_identity_url,
             pub_counts,
-            tls: false,
-            tls_cipher_suite: "",
-            tls_version: "",
-            tls_negotiated_protocol: "",
-            tls_negotiated_protocol_is_mutual: false,
+            tls: tls.is_some(),
+            tls_cipher_suite: tls
+                .as_ref()
+                .map(|t| t.cipher_suite.clone())
+                .unwrap_or_default(),
+            tls_version: tls.as_ref().map(|t| t.version.clone()).unwrap_or_default(),
+            tls_negotiated_protocol: tls
+                .as_ref()
+                .map(|t| t.negotiated_protocol.clone())
+                .unwrap_or_default(),
+            // Go reports it always true for a TLS session (the field is deprecated there).
+            tls_negotiated_protocol_is_mutual: tls.is_some(),
         }
     }
 }

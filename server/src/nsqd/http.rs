@@ -489,10 +489,7 @@ async fn channel_action(
             return super::replay::create_at(&nsqd, &topic, &channel, start).into_response();
         }
         "delete" => engine.delete_channel(&topic, &channel),
-        "empty" => engine
-            .channel(&topic, &channel)
-            .map(|c| c.empty())
-            .ok_or_else(|| EngineError::ChannelNotFound(channel.clone())),
+        "empty" => engine.empty_channel(&topic, &channel),
         "pause" => engine.set_channel_paused(&topic, &channel, true),
         _ => engine
             .set_channel_paused(&topic, &channel, false)

@@ -184,7 +184,7 @@ pub struct IdentifyResponse {
     pub max_msg_timeout: i64,
     /// This connection's message timeout in ms.
     pub msg_timeout: i64,
-    /// TLS negotiated (never: not supported yet).
+    /// TLS negotiated (the connection upgrades right after this answer).
     pub tls_v1: bool,
     /// Deflate negotiated.
     pub deflate: bool,
@@ -196,7 +196,7 @@ pub struct IdentifyResponse {
     pub snappy: bool,
     /// Sampling percentage.
     pub sample_rate: i32,
-    /// Whether AUTH is required (never: no auth server support yet).
+    /// Whether AUTH is required (an auth server is configured).
     pub auth_required: bool,
     /// Output buffer size in bytes (1 when disabled, as NSQ reports).
     pub output_buffer_size: usize,

@@ -1,6 +1,7 @@
 //! nsqd: NSQ's daemon over the crash-safe engine. TCP protocol V2 ([`tcp`]), the HTTP API
 //! ([`http`]), and the housekeeping that drives timeouts, fsync timers and cursor persistence.
 
+pub mod auth;
 pub mod clients;
 pub mod compression;
 pub mod context;
@@ -11,6 +12,7 @@ pub mod options;
 pub mod replay;
 pub mod stats;
 pub mod tcp;
+pub mod tls;
 
 use context::Nsqd;
 use nsq_engine::{Engine, Options as EngineOptions, Retention, SyncPolicy};
@@ -55,6 +57,12 @@ pub enum NsqdError {
     /// A flag asks for something this build does not do yet.
     #[error("{0}")]
     Unsupported(String),
+    /// The TLS certificate, key or CA could not be used.
+    #[error("failed to build TLS config - {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The auth server client could not be set up.
+    #[error("failed to set up the auth client - {0}")]
+    Auth(#[from] auth::AuthError),
     /// `--data-path` is not an existing directory.
     #[error("--data-path {0}: not an existing directory (create it first)")]
     NoDataPath(std::path::PathBuf),
@@ -113,6 +121,17 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
         return Err(NsqdError::NoDataPath(opts.data_path.clone()));
     }
     tracing::info!("{}", crate::version::version_line("nsqd"));
+    let tls_config = opts.tls.server_config()?;
+    let auth = if opts.auth_http_addresses.is_empty() {
+        None
+    } else {
+        Some(auth::AuthClient::new(
+            opts.auth_http_addresses.clone(),
+            opts.tls.root_ca_file.as_deref(),
+            opts.http_client_connect_timeout,
+            opts.http_client_request_timeout,
+        )?)
+    };
     let engine =
         tokio::task::block_in_place(|| Engine::open(&opts.data_path, engine_options(&opts)))?;
     for event in engine.recovery_events() {
@@ -134,6 +153,27 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     let bound = |l: &tokio::net::TcpListener, asked| l.local_addr().unwrap_or(asked);
     tracing::info!("TCP: listening on {}", bound(&tcp, opts.tcp_address));
     tracing::info!("HTTP: listening on {}", bound(&http, opts.http_address));
+    let https = match &tls_config {
+        Some(config) => {
+            let listener = tokio::net::TcpListener::bind(opts.https_address)
+                .await
+                .map_err(|source| NsqdError::Listen {
+                    address: opts.https_address,
+                    source,
+                })?;
+            tracing::info!(
+                "HTTPS: listening on {}",
+                bound(&listener, opts.https_address)
+            );
+            Some(tls::HttpsListener::new(listener, config.clone()))
+        }
+        None => None,
+    };
+    let https_port = https
+        .as_ref()
+        .and_then(|l| axum::serve::Listener::local_addr(l).ok())
+        .map_or(opts.https_address.port(), |a| a.port());
+    let refuse_plain_http = opts.tls.required == tls::TlsRequired::Everywhere;
     let advertised = lookup::Advertised {
         address: opts.broadcast_address.clone(),
         tcp_port: opts.broadcast_tcp_port.unwrap_or_else(|| {
@@ -149,19 +189,44 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     let (stop_tx, stop_rx) = watch::channel(false);
     let lookup_task = tokio::spawn(lookup::run(nsqd.clone(), advertised, stop_rx.clone()));
 
-    let tcp_task = tokio::spawn(tcp::serve(tcp, nsqd.clone(), stop_rx.clone()));
+    let security = Arc::new(tcp::Security {
+        tls: tls_config.map(tokio_rustls::TlsAcceptor::from),
+        auth,
+    });
+    let tcp_task = tokio::spawn(tcp::serve(tcp, nsqd.clone(), security, stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
+    let plain_router = if refuse_plain_http {
+        axum::Router::new()
+            .fallback(tls::refuse_plain_http)
+            .with_state(https_port)
+    } else {
+        http::router(nsqd.clone())
+    };
     let http_task = tokio::spawn(
         axum::serve(
             http,
-            http::router(nsqd.clone())
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            plain_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             let _ = http_stop.changed().await;
         })
         .into_future(),
     );
+    let https_task = https.map(|listener| {
+        use axum::serve::ListenerExt;
+        let mut https_stop = stop_rx.clone();
+        tokio::spawn(
+            axum::serve(
+                listener.tap_io(|_| {}),
+                http::router(nsqd.clone())
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = https_stop.changed().await;
+            })
+            .into_future(),
+        )
+    });
     let housekeeping = tokio::spawn(housekeeping(nsqd.clone(), stop_rx.clone()));
 
     shutdown.await;
@@ -170,6 +235,9 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     let _ = stop_tx.send(true);
     let _ = tcp_task.await;
     let _ = http_task.await;
+    if let Some(task) = https_task {
+        let _ = task.await;
+    }
     let _ = housekeeping.await;
     let _ = lookup_task.await;
     // Give connection tasks a moment to flush their last frames.

@@ -1,6 +1,7 @@
 //! nsqd's flags: NSQ's names and defaults, from the command line (Go style or clap style)
 //! and from a `--config` TOML file with the same names spelled with `_`.
 
+use super::tls::{ClientAuthPolicy, TlsMinVersion, TlsOptions, TlsRequired};
 use crate::args::{format_duration, parse_duration};
 use clap::Parser;
 use serde::Deserialize;
@@ -27,7 +28,7 @@ pub struct Cli {
     /// address to listen on for HTTP clients [default: 0.0.0.0:4151]
     #[arg(long)]
     pub http_address: Option<String>,
-    /// address to listen on for HTTPS clients (needs TLS, not supported yet) [default: 0.0.0.0:4152]
+    /// address to listen on for HTTPS clients (served when --tls-cert is set) [default: 0.0.0.0:4152]
     #[arg(long)]
     pub https_address: Option<String>,
     /// address that will be registered with lookupd [default: the OS hostname]
@@ -126,18 +127,33 @@ pub struct Cli {
     /// deprecated in NSQ, no effect
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
     pub verbose: Option<bool>,
-    /// not supported yet: TLS
-    #[arg(long, hide = true)]
+    /// path to certificate file (PEM)
+    #[arg(long)]
     pub tls_cert: Option<String>,
-    /// not supported yet: TLS
-    #[arg(long, hide = true)]
+    /// path to key file (PEM)
+    #[arg(long)]
     pub tls_key: Option<String>,
-    /// not supported yet: TLS
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    /// path to certificate authority file: client certificates are verified against it
+    #[arg(long)]
+    pub tls_root_ca_file: Option<String>,
+    /// client certificate auth policy ('require' or 'require-verify')
+    #[arg(long)]
+    pub tls_client_auth_policy: Option<String>,
+    /// require TLS for client connections (true, false, tcp-https) [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub tls_required: Option<String>,
-    /// not supported yet: auth
-    #[arg(long, hide = true)]
+    /// minimum TLS version: ssl3.0, tls1.0, tls1.1, tls1.2, tls1.3 (below 1.2 means 1.2) [default: tls1.0]
+    #[arg(long)]
+    pub tls_min_version: Option<String>,
+    /// auth server address, host:port or a URL (may be given multiple times)
+    #[arg(long)]
     pub auth_http_address: Vec<String>,
+    /// timeout for connecting to an auth server [default: 2s]
+    #[arg(long, value_parser = parse_duration)]
+    pub http_client_connect_timeout: Option<Duration>,
+    /// timeout of a request to an auth server [default: 5s]
+    #[arg(long, value_parser = parse_duration)]
+    pub http_client_request_timeout: Option<Duration>,
     /// not supported yet: statsd
     #[arg(long, hide = true)]
     pub statsd_address: Option<String>,
@@ -147,22 +163,15 @@ pub struct Cli {
     /// deprecated NSQ alias of --node-id
     #[arg(long, hide = true)]
     pub worker_id: Option<i64>,
-    /// Flags NSQ has that only tune features this build lacks (statsd, TLS, auth, e2e
-    /// percentiles): accepted so scripts that always pass them keep working; no effect.
+    /// Flags NSQ has that only tune features this build lacks (statsd, e2e percentiles): accepted so scripts that always pass them keep working; no effect.
     #[command(flatten)]
     pub ignored: IgnoredFlags,
 }
 
 /// NSQ flags accepted and ignored: each only tunes a feature whose enabling flag (e.g.
-/// `--statsd-address`, `--tls-cert`) this build rejects, so ignoring them changes nothing.
+/// `--statsd-address`) this build rejects, so ignoring them changes nothing.
 #[derive(Debug, clap::Args, Default)]
 pub struct IgnoredFlags {
-    /// no effect: timeout of HTTP requests to auth servers
-    #[arg(long, hide = true, value_parser = parse_duration)]
-    pub http_client_connect_timeout: Option<Duration>,
-    /// no effect: timeout of HTTP requests to auth servers
-    #[arg(long, hide = true, value_parser = parse_duration)]
-    pub http_client_request_timeout: Option<Duration>,
     /// no effect without e2e percentiles
     #[arg(long, hide = true, value_parser = parse_duration)]
     pub e2e_processing_latency_window_time: Option<Duration>,
@@ -181,15 +190,6 @@ pub struct IgnoredFlags {
     /// no effect without --statsd-address
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
     pub statsd_exclude_ephemeral: Option<bool>,
-    /// no effect without --tls-cert
-    #[arg(long, hide = true)]
-    pub tls_client_auth_policy: Option<String>,
-    /// no effect without --tls-cert
-    #[arg(long, hide = true)]
-    pub tls_min_version: Option<String>,
-    /// no effect without --tls-cert
-    #[arg(long, hide = true)]
-    pub tls_root_ca_file: Option<String>,
 }
 
 /// A duration in the config file: a Go duration string, or an integer meaning milliseconds
@@ -218,6 +218,7 @@ impl ConfigDuration {
 pub struct ConfigFile {
     tcp_address: Option<String>,
     http_address: Option<String>,
+    https_address: Option<String>,
     broadcast_address: Option<String>,
     broadcast_tcp_port: Option<u16>,
     broadcast_http_port: Option<u16>,
@@ -251,8 +252,13 @@ pub struct ConfigFile {
     log_prefix: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    tls_root_ca_file: Option<String>,
+    tls_client_auth_policy: Option<String>,
     tls_required: Option<toml::Value>,
+    tls_min_version: Option<toml::Value>,
     auth_http_addresses: Option<Vec<String>>,
+    http_client_connect_timeout: Option<ConfigDuration>,
+    http_client_request_timeout: Option<ConfigDuration>,
     statsd_address: Option<String>,
     e2e_processing_latency_percentiles: Option<Vec<f64>>,
     #[serde(flatten)]
@@ -264,6 +270,16 @@ pub struct ConfigFile {
 pub struct NsqdOptions {
     pub tcp_address: SocketAddr,
     pub http_address: SocketAddr,
+    /// Where HTTPS is served when a certificate is configured.
+    pub https_address: SocketAddr,
+    /// `--tls-*`.
+    pub tls: TlsOptions,
+    /// `--auth-http-address`: auth servers, `host:port` or URLs.
+    pub auth_http_addresses: Vec<String>,
+    /// `--http-client-connect-timeout` (auth server requests).
+    pub http_client_connect_timeout: Duration,
+    /// `--http-client-request-timeout` (auth server requests).
+    pub http_client_request_timeout: Duration,
     pub broadcast_address: String,
     pub broadcast_tcp_port: Option<u16>,
     pub broadcast_http_port: Option<u16>,
@@ -349,6 +365,63 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// A TOML value that NSQ reads through its flag parser: a string or a bool.
+fn toml_text(value: &Option<toml::Value>) -> Option<String> {
+    match value {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    }
+}
+
+/// The `--tls-*` settings, with NSQ's rules: a client auth policy implies `--tls-required`,
+/// and requiring TLS without a certificate is an error.
+fn tls_options(cli: &Cli, file: &ConfigFile) -> Result<TlsOptions, OptionsError> {
+    let path = |c: &Option<String>, f: &Option<String>| {
+        non_empty(c.clone())
+            .or_else(|| non_empty(f.clone()))
+            .map(PathBuf::from)
+    };
+    let policy = non_empty(cli.tls_client_auth_policy.clone())
+        .or_else(|| non_empty(file.tls_client_auth_policy.clone()));
+    let mut required = match cli
+        .tls_required
+        .clone()
+        .or_else(|| toml_text(&file.tls_required))
+    {
+        Some(v) => TlsRequired::parse(&v).map_err(|e| invalid("tls-required", e))?,
+        None => TlsRequired::No,
+    };
+    if policy.is_some() && required == TlsRequired::No {
+        required = TlsRequired::Everywhere;
+    }
+    let min_version = match cli
+        .tls_min_version
+        .clone()
+        .or_else(|| toml_text(&file.tls_min_version))
+    {
+        Some(v) => TlsMinVersion::parse(&v).map_err(|e| invalid("tls-min-version", e))?,
+        None => TlsMinVersion::default(),
+    };
+    let tls = TlsOptions {
+        cert: path(&cli.tls_cert, &file.tls_cert),
+        key: path(&cli.tls_key, &file.tls_key),
+        root_ca_file: path(&cli.tls_root_ca_file, &file.tls_root_ca_file),
+        client_auth_policy: policy
+            .as_deref()
+            .map_or(ClientAuthPolicy::None, ClientAuthPolicy::parse),
+        required,
+        min_version,
+    };
+    if tls.required != TlsRequired::No && (tls.cert.is_none() || tls.key.is_none()) {
+        return Err(invalid(
+            "tls-required",
+            "cannot require TLS client connections without TLS key and cert",
+        ));
+    }
+    Ok(tls)
+}
+
 impl NsqdOptions {
     /// Resolves flags over the config file over NSQ's defaults.
     pub fn resolve(cli: Cli) -> Result<NsqdOptions, OptionsError> {
@@ -365,26 +438,15 @@ impl NsqdOptions {
             }
             None => ConfigFile::default(),
         };
-        if non_empty(cli.tls_cert).is_some()
-            || non_empty(cli.tls_key).is_some()
-            || non_empty(file.tls_cert).is_some()
-            || non_empty(file.tls_key).is_some()
-        {
-            return Err(OptionsError::Unsupported("tls-cert"));
+        let tls = tls_options(&cli, &file)?;
+        let auth_http_addresses: Vec<String> = if cli.auth_http_address.is_empty() {
+            file.auth_http_addresses.clone().unwrap_or_default()
+        } else {
+            cli.auth_http_address.clone()
         }
-        let tls_required_in_file = match &file.tls_required {
-            None | Some(toml::Value::Boolean(false)) => false,
-            Some(toml::Value::String(v)) => !matches!(v.as_str(), "" | "false"),
-            Some(_) => true,
-        };
-        if tls_required_in_file || cli.tls_required.as_deref().is_some_and(|v| v != "false") {
-            return Err(OptionsError::Unsupported("tls-required"));
-        }
-        if !cli.auth_http_address.is_empty()
-            || file.auth_http_addresses.is_some_and(|a| !a.is_empty())
-        {
-            return Err(OptionsError::Unsupported("auth-http-address"));
-        }
+        .into_iter()
+        .filter(|a| !a.trim().is_empty())
+        .collect();
         if non_empty(cli.statsd_address).is_some() || non_empty(file.statsd_address).is_some() {
             return Err(OptionsError::Unsupported("statsd-address"));
         }
@@ -416,6 +478,10 @@ impl NsqdOptions {
             .http_address
             .or(file.http_address)
             .unwrap_or_else(|| "0.0.0.0:4151".into());
+        let https = cli
+            .https_address
+            .or(file.https_address)
+            .unwrap_or_else(|| "0.0.0.0:4152".into());
         let node_id = cli
             .node_id
             .or(cli.worker_id)
@@ -436,6 +502,21 @@ impl NsqdOptions {
         let opts = NsqdOptions {
             tcp_address: address("tcp-address", &tcp)?,
             http_address: address("http-address", &http)?,
+            https_address: address("https-address", &https)?,
+            tls,
+            auth_http_addresses,
+            http_client_connect_timeout: dur(
+                cli.http_client_connect_timeout,
+                "http-client-connect-timeout",
+                file.http_client_connect_timeout,
+                Duration::from_secs(2),
+            )?,
+            http_client_request_timeout: dur(
+                cli.http_client_request_timeout,
+                "http-client-request-timeout",
+                file.http_client_request_timeout,
+                Duration::from_secs(5),
+            )?,
             broadcast_address: cli
                 .broadcast_address
                 .or(file.broadcast_address)
@@ -669,10 +750,38 @@ mod tests {
         );
         assert_eq!(o.ignored.len(), 1);
         std::fs::write(&cfg, "tls_required = true\n").expect("write");
-        assert!(parse(&["--config", cfg.to_str().expect("utf8")]).is_err());
+        assert!(
+            parse(&["--config", cfg.to_str().expect("utf8")]).is_err(),
+            "TLS required without a certificate"
+        );
+        std::fs::write(
+            &cfg,
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_required = \"tcp-https\"\n\
+             tls_min_version = \"tls1.3\"\nauth_http_addresses = [\"127.0.0.1:4181\"]\n\
+             http_client_request_timeout = \"9s\"\nhttps_address = \"127.0.0.1:9152\"\n",
+        )
+        .expect("write");
+        let o = parse(&["--config", cfg.to_str().expect("utf8")]).expect("tls config");
+        assert_eq!(o.tls.required, TlsRequired::TcpAndHttps);
+        assert_eq!(o.tls.min_version, TlsMinVersion::Tls13);
+        assert_eq!(o.auth_http_addresses, vec!["127.0.0.1:4181"]);
+        assert_eq!(o.http_client_request_timeout, Duration::from_secs(9));
+        assert_eq!(o.http_client_connect_timeout, Duration::from_secs(2));
+        assert_eq!(o.https_address.port(), 9152);
         std::fs::remove_dir_all(&dir).expect("cleanup");
         assert_eq!(parse(&["-worker-id=9"]).expect("parse").node_id, 9);
         assert!(parse(&["--statsd-prefix=x", "--tls-min-version=tls1.2"]).is_ok());
+        let o = parse(&[
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--tls-client-auth-policy=require-verify",
+        ])
+        .expect("parse");
+        assert_eq!(
+            o.tls.required,
+            TlsRequired::Everywhere,
+            "a client auth policy implies --tls-required, as in NSQ"
+        );
     }
 
     #[test]
@@ -681,9 +790,10 @@ mod tests {
         assert!(parse(&["--max-msg-size", "10", "--max-body-size", "5"]).is_err());
         assert!(parse(&["--tcp-address", "nonsense"]).is_err());
         assert!(matches!(
-            parse(&["--tls-cert", "x.pem"]),
+            parse(&["--statsd-address", "127.0.0.1:8125"]),
             Err(OptionsError::Unsupported(_))
         ));
+        assert!(parse(&["--tls-required=maybe", "--tls-cert=c", "--tls-key=k"]).is_err());
         assert!(parse(&["--log-level", "loud"]).is_err());
     }
 }

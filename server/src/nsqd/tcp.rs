@@ -1,9 +1,11 @@
 //! The TCP protocol V2 server: one task per connection running NSQ's state machine.
 
+use super::auth::{AuthClient, AuthQuery, AuthState};
 use super::clients::{ClientInfo, Identity};
 use super::compression::{Compression, StreamDecoder, StreamEncoder};
 use super::context::{Nsqd, PublishError};
 use super::identify::{self, IdentifyRequest, Negotiated};
+use super::tls::{ClientStream, TlsRequired};
 use crate::protocol::{self, Command, ProtocolError};
 use bytes::BytesMut;
 use nsq_engine::{Channel, Delivery, Error as EngineError, MessageId};
@@ -24,8 +26,21 @@ const TAKE_BATCH: usize = 256;
 /// `TAKE_BATCH` messages of up to `--max-msg-size` each until its write times out.
 const TAKE_BYTES: usize = 256 * 1024;
 
+/// What guards the TCP protocol besides its own state machine.
+pub struct Security {
+    /// Set when a certificate is configured: IDENTIFY `tls_v1` upgrades with it.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Set with `--auth-http-address`: clients must AUTH, and PUB/SUB are checked.
+    pub auth: Option<AuthClient>,
+}
+
 /// Accepts connections until `shutdown` flips.
-pub async fn serve(listener: TcpListener, nsqd: Arc<Nsqd>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    nsqd: Arc<Nsqd>,
+    security: Arc<Security>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -33,11 +48,12 @@ pub async fn serve(listener: TcpListener, nsqd: Arc<Nsqd>, mut shutdown: watch::
                     let _ = stream.set_nodelay(true);
                     let nsqd = nsqd.clone();
                     let shutdown = shutdown.clone();
+                    let security = security.clone();
                     tokio::spawn(async move {
                         let info = nsqd.clients.add(peer.to_string());
                         let (id, client) = (info.id, info.clone());
                         tracing::info!(client = %peer, "TCP: new client");
-                        match Connection::new(nsqd.clone(), info, stream, shutdown).run().await {
+                        match Connection::new(nsqd.clone(), info, stream, security, shutdown).run().await {
                             Ok(()) => tracing::info!(client = %peer, "TCP: client closed"),
                             Err(reason) => tracing::info!(client = %peer, %reason, "TCP: client closed"),
                         }
@@ -97,7 +113,8 @@ struct Subscription {
 struct Connection {
     nsqd: Arc<Nsqd>,
     info: Arc<ClientInfo>,
-    stream: TcpStream,
+    stream: ClientStream,
+    security: Arc<Security>,
     shutdown: watch::Receiver<bool>,
     /// Plain protocol bytes waiting to be parsed.
     input: BytesMut,
@@ -107,6 +124,8 @@ struct Connection {
     encoder: Option<StreamEncoder>,
     settings: Negotiated,
     sub: Option<Subscription>,
+    /// What AUTH granted (NSQ's `AuthState`), with the secret to ask again on expiry.
+    auth: Option<(AuthState, String)>,
     ready: i64,
     closing: bool,
     /// Our view of what this client holds: id -> deadline (engine timeouts happen at the same time).
@@ -125,13 +144,15 @@ impl Connection {
         nsqd: Arc<Nsqd>,
         info: Arc<ClientInfo>,
         stream: TcpStream,
+        security: Arc<Security>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let settings = Negotiated::defaults(&nsqd.opts);
         Connection {
             nsqd,
             info,
-            stream,
+            stream: ClientStream::Plain(stream),
+            security,
             shutdown,
             input: BytesMut::with_capacity(16 * 1024),
             output: BytesMut::with_capacity(16 * 1024),
@@ -139,6 +160,7 @@ impl Connection {
             encoder: None,
             settings,
             sub: None,
+            auth: None,
             ready: 0,
             closing: false,
             in_flight: HashMap::new(),
@@ -285,14 +307,19 @@ impl Connection {
                     self.stream
                         .write_all(&wire)
                         .await
-                        .map_err(|e| format!("write error: {e}"))
+                        .map_err(|e| format!("write error: {e}"))?;
                 }
                 None => self
                     .stream
                     .write_all(&plain)
                     .await
-                    .map_err(|e| format!("write error: {e}")),
+                    .map_err(|e| format!("write error: {e}"))?,
             }
+            // TLS holds records until flushed; plain TCP's flush does nothing.
+            self.stream
+                .flush()
+                .await
+                .map_err(|e| format!("write error: {e}"))
         };
         // A client that stops reading must not hold its connection (and our buffers) forever.
         let limit = self
@@ -418,11 +445,22 @@ impl Connection {
                 command.describe()
             );
         }
+        if !matches!(command, Command::Identify(_))
+            && self.nsqd.opts.tls.required != TlsRequired::No
+            && !self.stream.is_tls()
+        {
+            let verb = command.describe();
+            let verb = verb.split(' ').next().unwrap_or_default();
+            return Ok(Err(ProtocolError::fatal(
+                "E_INVALID",
+                &format!("cannot {verb} in current state (TLS required)"),
+            )));
+        }
         Ok(match command {
             Command::Nop => Ok(()),
             Command::Identify(body) => self.identify(&body).await,
-            Command::Auth(_) => Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled")),
-            Command::Sub { topic, channel } => self.subscribe(&topic, &channel),
+            Command::Auth(secret) => self.authenticate(&secret).await,
+            Command::Sub { topic, channel } => self.subscribe(&topic, &channel).await,
             Command::Rdy(count) => self.set_ready(count),
             Command::Fin(id) => self.finish(&id),
             Command::Req { id, timeout_ms } => self.requeue(&id, timeout_ms),
@@ -485,6 +523,14 @@ impl Connection {
                 "IDENTIFY compression is already enabled",
             ));
         }
+        // As in NSQ, TLS is negotiated only with feature negotiation and a certificate.
+        let tls = request.feature_negotiation && request.tls_v1 && self.security.tls.is_some();
+        if tls && self.stream.is_tls() {
+            return Err(ProtocolError::fatal(
+                "E_IDENTIFY_FAILED",
+                "IDENTIFY TLS is already enabled",
+            ));
+        }
         *self
             .info
             .identity
@@ -499,10 +545,12 @@ impl Connection {
             msg_timeout_ms: negotiated.msg_timeout.as_millis() as i64,
         };
         if request.feature_negotiation {
-            let answer = serde_json::to_vec(&identify::response(&negotiated, &self.nsqd.opts))
-                .map_err(|e| {
-                    ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
-                })?;
+            let mut response = identify::response(&negotiated, &self.nsqd.opts);
+            response.tls_v1 = tls;
+            response.auth_required = self.security.auth.is_some();
+            let answer = serde_json::to_vec(&response).map_err(|e| {
+                ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
+            })?;
             self.respond(&answer);
         } else {
             self.respond(b"OK");
@@ -513,6 +561,9 @@ impl Connection {
             _ => None,
         };
         self.settings = negotiated;
+        if tls {
+            self.upgrade_tls().await?;
+        }
         if let Some(kind) = compression {
             // The answer goes out uncompressed; from then on both directions are compressed,
             // and the server confirms with one more OK inside the compressed stream.
@@ -536,7 +587,163 @@ impl Connection {
         Ok(())
     }
 
-    fn subscribe(&mut self, topic: &str, channel: &str) -> Result<(), ProtocolError> {
+    /// NSQ's order: the IDENTIFY answer in plain text, the handshake, then `OK` over TLS
+    /// (compression, if negotiated too, starts after that `OK`).
+    async fn upgrade_tls(&mut self) -> Result<(), ProtocolError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
+        };
+        if !self.input.is_empty() {
+            // Bytes sent before the handshake cannot be part of it.
+            return Err(failed(&"data arrived before the TLS handshake"));
+        }
+        if let Err(e) = self.flush().await {
+            return Err(failed(&e));
+        }
+        let Some(acceptor) = self.security.tls.clone() else {
+            return Err(failed(&"TLS is not configured"));
+        };
+        tracing::info!(
+            "PROTOCOL(V2): [{}] upgrading connection to TLS",
+            self.info.remote_address
+        );
+        match self.stream.upgrade(&acceptor).await {
+            Ok(facts) => {
+                *self.info.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(facts);
+                self.respond(b"OK");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "PROTOCOL(V2): [{}] TLS handshake failed: {e}",
+                    self.info.remote_address
+                );
+                Err(failed(&e))
+            }
+        }
+    }
+
+    /// AUTH, with NSQ's checks in NSQ's order.
+    async fn authenticate(&mut self, secret: &[u8]) -> Result<(), ProtocolError> {
+        if self.sub.is_some() || self.closing {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                "cannot AUTH in current state",
+            ));
+        }
+        if self
+            .auth
+            .as_ref()
+            .is_some_and(|(s, _)| !s.authorizations.is_empty())
+        {
+            return Err(ProtocolError::fatal("E_INVALID", "AUTH already set"));
+        }
+        if self.security.auth.is_none() {
+            return Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
+        }
+        let secret = String::from_utf8_lossy(secret).into_owned();
+        let state = self.query_auth(&secret).await?;
+        let granted = !state.authorizations.is_empty();
+        let answer = serde_json::json!({
+            "identity": state.identity,
+            "identity_url": state.identity_url,
+            "permission_count": state.authorizations.len(),
+        });
+        self.auth = Some((state, secret));
+        if !granted {
+            return Err(ProtocolError::fatal(
+                "E_UNAUTHORIZED",
+                "AUTH no authorizations found",
+            ));
+        }
+        self.respond(answer.to_string().as_bytes());
+        Ok(())
+    }
+
+    /// Asks the auth server about `secret` for this connection and records the answer for
+    /// `/stats`. Why it failed goes to the log only, as in NSQ (it may describe the server).
+    async fn query_auth(&mut self, secret: &str) -> Result<AuthState, ProtocolError> {
+        let Some(client) = self.security.auth.clone() else {
+            return Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
+        };
+        let remote_ip = self
+            .info
+            .remote_address
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| String::new(), |a| a.ip().to_string());
+        let common_name = self
+            .info
+            .tls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|t| t.common_name.clone())
+            .unwrap_or_default();
+        let query = AuthQuery {
+            remote_ip,
+            tls: self.stream.is_tls(),
+            secret: secret.to_string(),
+            common_name,
+        };
+        match client.query(&query).await {
+            Ok(state) => {
+                *self.info.auth.write().unwrap_or_else(|e| e.into_inner()) = Some((
+                    !state.authorizations.is_empty(),
+                    state.identity.clone(),
+                    state.identity_url.clone(),
+                ));
+                Ok(state)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "PROTOCOL(V2): [{}] AUTH failed {e}",
+                    self.info.remote_address
+                );
+                Err(ProtocolError::fatal("E_AUTH_FAILED", "AUTH failed"))
+            }
+        }
+    }
+
+    /// NSQ's `CheckAuth` for PUB/MPUB/DPUB (`channel` empty) and SUB: AUTH must have come,
+    /// an expired answer is asked for again, and the grants must cover the names.
+    async fn check_auth(
+        &mut self,
+        verb: &str,
+        topic: &str,
+        channel: &str,
+    ) -> Result<(), ProtocolError> {
+        if self.security.auth.is_none() {
+            return Ok(());
+        }
+        let (expired, secret) = match &self.auth {
+            Some((state, secret)) if !state.authorizations.is_empty() => {
+                (state.is_expired(), secret.clone())
+            }
+            _ => {
+                return Err(ProtocolError::fatal(
+                    "E_AUTH_FIRST",
+                    &format!("AUTH required before {verb}"),
+                ))
+            }
+        };
+        if expired {
+            let state = self.query_auth(&secret).await?;
+            self.auth = Some((state, secret));
+        }
+        let allowed = self
+            .auth
+            .as_ref()
+            .is_some_and(|(state, _)| state.allows(topic, channel));
+        if !allowed {
+            return Err(ProtocolError::fatal(
+                "E_UNAUTHORIZED",
+                &format!("AUTH failed for {verb} on {topic:?} {channel:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, topic: &str, channel: &str) -> Result<(), ProtocolError> {
         if self.sub.is_some() || self.closing {
             return Err(ProtocolError::fatal(
                 "E_INVALID",
@@ -566,6 +773,7 @@ impl Connection {
                 &format!("SUB channel name {channel:?} is not valid"),
             ));
         }
+        self.check_auth("SUB", topic, channel).await?;
         let created =
             self.nsqd
                 .engine
@@ -701,6 +909,13 @@ impl Connection {
         deliver_at: i64,
         verb: &str,
     ) -> Result<(), ProtocolError> {
+        if !protocol::is_valid_name(topic) {
+            return Err(ProtocolError::fatal(
+                "E_BAD_TOPIC",
+                &format!("{verb} topic name {topic:?} is not valid"),
+            ));
+        }
+        self.check_auth(verb, topic, "").await?;
         match self.nsqd.publish(topic, bodies, deliver_at).await {
             Ok(_) => {
                 self.info.published(topic, bodies.len() as u64);
