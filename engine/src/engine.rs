@@ -369,7 +369,7 @@ impl Engine {
             return Err(Error::TopicNotFound(topic.to_string()));
         }
         let ephemeral = t.is_ephemeral() || name::is_ephemeral(channel);
-        let offset = t.resolve_start(start, ephemeral)?;
+        let offset = t.resolve_start(start)?;
         let path = match (&t.dir, ephemeral) {
             (Some(dir), false) => Some(cursor_path(dir, channel)),
             _ => None,
@@ -399,8 +399,9 @@ impl Engine {
         Ok(created)
     }
 
-    /// Deletes a channel. When the last durable channel of a topic goes, the topic starts
-    /// buffering again from its current end (NSQ's behaviour for a topic with no channels).
+    /// Deletes a channel. When the last channel of a topic goes (ephemeral or not), the topic
+    /// starts buffering again from its current end (NSQ's behaviour for a topic with no
+    /// channels: what the channels got is theirs, what comes next waits for a first channel).
     pub fn delete_channel(&self, topic: &str, channel: &str) -> Result<()> {
         let t = self
             .topic(topic)
@@ -416,12 +417,17 @@ impl Engine {
         };
         removed.mark_deleted();
         self.topology_changed();
-        if removed.is_ephemeral() {
-            return Ok(());
-        }
-        if !t.has_durable_channel() {
+        let buffering_again = !t.has_channel();
+        if buffering_again {
             t.backlog_start
                 .store(t.storage.end_offset(), Ordering::Release);
+        }
+        if removed.is_ephemeral() {
+            return if buffering_again && !t.is_ephemeral() {
+                self.store_meta()
+            } else {
+                Ok(())
+            };
         }
         self.store_meta()?;
         removed.destroy()
@@ -499,8 +505,8 @@ impl Engine {
             return Err(Error::Ephemeral(format!("{topic}/{channel}")));
         }
         let offset = match start {
-            ChannelStart::Default => t.resolve_start(ChannelStart::Earliest, false)?,
-            other => t.resolve_start(other, false)?,
+            ChannelStart::Default => t.resolve_start(ChannelStart::Earliest)?,
+            other => t.resolve_start(other)?,
         };
         c.reset(offset);
         c.persist()?;
