@@ -3,6 +3,7 @@
 use crate::channel::Channel;
 use crate::cursor::{ChannelStart, CursorFile, CursorState};
 use crate::error::{Error, IoContext, Result};
+use crate::fin_journal;
 use crate::fs::FsLock;
 use crate::log::{LogConfig, TopicLog};
 use crate::memlog::MemLog;
@@ -124,7 +125,9 @@ impl Engine {
         let now = options.clock.now();
         let mut topics = BTreeMap::new();
         for topic_meta in &mut meta.topics {
+            let known_channels = topic_meta.channels.len();
             let topic = open_topic(&options, &path, topic_meta, now, &mut events)?;
+            meta_changed |= topic_meta.channels.len() != known_channels;
             topics.insert(topic_meta.name.clone(), Arc::new(topic));
         }
         let engine = Engine {
@@ -385,8 +388,8 @@ impl Engine {
             CursorState::at(offset),
             false,
         ));
-        // Cursor file first, then the metadata naming it: a crash between leaves a stray
-        // cursor file that the next open removes.
+        // Cursor file first, then the metadata naming it: a crash between leaves a cursor
+        // file that the next open adopts (the create was not answered yet; it takes effect).
         created.persist()?;
         t.channels
             .write()
@@ -533,6 +536,11 @@ impl Engine {
             }
             for channel in topic.channels() {
                 report.timed_out += channel.expire(now);
+                if self.options.sync.is_strict() {
+                    if let Err(e) = channel.sync_finished() {
+                        first_error.get_or_insert(e);
+                    }
+                }
                 if persist_due {
                     if let Err(e) = channel.persist() {
                         first_error.get_or_insert(e);
@@ -618,6 +626,54 @@ impl Engine {
     }
 }
 
+/// Takes every cursor file in the topic's `channels/` that the metadata does not name back in
+/// as a channel (not paused). A cursor file is never deleted because the metadata does not
+/// mention it: the metadata may be missing or stale, and the cursor is the channel's state.
+fn adopt_cursor_files(
+    fs: &dyn crate::fs::FileSystem,
+    dir: &Path,
+    meta: &mut TopicMeta,
+    events: &mut Vec<RecoveryEvent>,
+) -> Result<()> {
+    let channels = channels_dir(dir);
+    if !fs.exists(&channels) {
+        return Ok(());
+    }
+    let mut found: Vec<String> = fs
+        .read_dir(&channels)
+        .at(&channels)?
+        .into_iter()
+        .filter(|e| !e.is_dir)
+        .filter_map(|e| e.name.strip_suffix(".cursor").map(str::to_string))
+        .filter(|c| name::is_valid(c) && !name::is_ephemeral(c))
+        .filter(|c| !meta.channels.iter().any(|known| &known.name == c))
+        .collect();
+    found.sort();
+    for channel in found {
+        let path = cursor_path(dir, &channel);
+        let readable = fs.read_all(&path).map_err(|e| e.to_string()).and_then(|b| {
+            CursorFile::decode(&path, &b)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        if let Err(reason) = readable {
+            // Kept for `nsq_log repair` (which takes it in, reset to the oldest message);
+            // an unreadable file that no metadata vouches for does not stop the start.
+            events.push(RecoveryEvent::IgnoredCursor { path, reason });
+            continue;
+        }
+        events.push(RecoveryEvent::AdoptedChannel {
+            topic: meta.name.clone(),
+            channel: channel.clone(),
+        });
+        meta.channels.push(ChannelMeta {
+            name: channel,
+            paused: false,
+        });
+    }
+    Ok(())
+}
+
 /// Whether a topic directory the metadata does not list holds nothing but segments without a
 /// complete header (and no cursor files): what an interrupted creation leaves.
 fn is_unborn_topic(fs: &dyn crate::fs::FileSystem, dir: &Path) -> Result<bool> {
@@ -662,6 +718,7 @@ fn open_topic(
 ) -> Result<Topic> {
     let fs = &options.fs;
     let dir = topics_dir(path).join(name::dir_name(&meta.name));
+    adopt_cursor_files(&**fs, &dir, meta, events)?;
     let mut cursors: BTreeMap<String, Option<CursorFile>> = BTreeMap::new();
     for channel in &meta.channels {
         let file_path = cursor_path(&dir, &channel.name);
@@ -705,11 +762,14 @@ fn open_topic(
     }
     fs.create_dir_durable(&channels_dir(&dir)).at(&dir)?;
     for entry in fs.read_dir(&channels_dir(&dir)).at(&dir)? {
+        // Cursor files were all adopted above; what is left is temporary files of an
+        // interrupted atomic write and other strays.
         let known = entry
             .name
             .strip_suffix(".cursor")
+            .or_else(|| fin_journal::journal_owner(&entry.name))
             .is_some_and(|c| cursors.contains_key(c));
-        if !known {
+        if !known && !entry.name.ends_with(".cursor") {
             let stray = channels_dir(&dir).join(&entry.name);
             if entry.is_dir {
                 fs.remove_dir_all(&stray).at(&stray)?;
@@ -733,7 +793,8 @@ fn open_topic(
         meta.retention,
     );
     for channel in &meta.channels {
-        let cursor = match cursors.get(&channel.name).cloned().flatten() {
+        let file = cursors.get(&channel.name).cloned().flatten();
+        let mut cursor = match file.clone() {
             Some(file) if file.next > end => {
                 events.push(RecoveryEvent::CursorClamped {
                     topic: meta.name.clone(),
@@ -758,6 +819,14 @@ fn open_topic(
                 CursorState::at(first)
             }
         };
+        let journal = fin_journal::recover(
+            &**fs,
+            &cursor_path(&dir, &channel.name),
+            file.as_ref(),
+            &mut cursor,
+            end,
+            events,
+        );
         let c = Channel::new(
             &meta.name,
             &channel.name,
@@ -768,7 +837,8 @@ fn open_topic(
             options.read_ahead_bytes,
             cursor,
             channel.paused,
-        );
+        )
+        .with_journal(journal);
         topic
             .channels
             .write()

@@ -246,3 +246,35 @@ fn damaged_meta_refuses_to_start_until_repaired() {
     nsqd.restart();
     expect_all_but(&drain(&nsqd), &[]);
 }
+
+#[test]
+fn missing_meta_loses_no_channel() {
+    let mut nsqd = stopped_nsqd();
+    nsqd.restart();
+    assert_eq!(
+        http_post(&nsqd.url("/channel/create?topic=t&channel=other"), b"").status,
+        200
+    );
+    expect_all_but(&drain(&nsqd), &[]);
+    assert!(nsqd.terminate().success());
+    std::fs::remove_file(nsqd.data_path().join("meta")).expect("remove meta");
+    let verify = nsq_log(nsqd.data_path(), &["verify"]);
+    let said = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(!verify.status.success(), "verify must report it: {said}");
+    assert!(said.contains("meta is missing"), "{said}");
+    nsqd.restart();
+    // Channel c finished everything before: nothing comes back. The other channel was created
+    // after the messages were published (NSQ: it sees only newer ones) and keeps its place too.
+    assert_eq!(drain(&nsqd), Vec::<String>::new());
+    let stats = nsq_tests::http_get(&nsqd.url("/stats?format=json&topic=t")).json();
+    let channels: Vec<&str> = stats["topics"][0]["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .filter_map(|c| c["channel_name"].as_str())
+        .collect();
+    assert_eq!(channels, vec!["c", "other"], "{stats}");
+    assert_no_panic(&nsqd);
+    assert!(nsqd.terminate().success());
+    assert!(nsq_log(nsqd.data_path(), &["verify"]).status.success());
+}
