@@ -3,6 +3,7 @@
 use crate::channel::Channel;
 use crate::cursor::{ChannelStart, CursorFile, CursorState};
 use crate::error::{Error, IoContext, Result};
+use crate::fin_journal;
 use crate::fs::FsLock;
 use crate::log::{LogConfig, TopicLog};
 use crate::memlog::MemLog;
@@ -497,6 +498,11 @@ impl Engine {
             }
             for channel in topic.channels() {
                 report.timed_out += channel.expire(now);
+                if self.options.sync.is_strict() {
+                    if let Err(e) = channel.sync_finished() {
+                        first_error.get_or_insert(e);
+                    }
+                }
                 if persist_due {
                     if let Err(e) = channel.persist() {
                         first_error.get_or_insert(e);
@@ -723,6 +729,7 @@ fn open_topic(
         let known = entry
             .name
             .strip_suffix(".cursor")
+            .or_else(|| fin_journal::journal_owner(&entry.name))
             .is_some_and(|c| cursors.contains_key(c));
         if !known && !entry.name.ends_with(".cursor") {
             let stray = channels_dir(&dir).join(&entry.name);
@@ -748,7 +755,8 @@ fn open_topic(
         meta.retention,
     );
     for channel in &meta.channels {
-        let cursor = match cursors.get(&channel.name).cloned().flatten() {
+        let file = cursors.get(&channel.name).cloned().flatten();
+        let mut cursor = match file.clone() {
             Some(file) if file.next > end => {
                 events.push(RecoveryEvent::CursorClamped {
                     topic: meta.name.clone(),
@@ -773,6 +781,14 @@ fn open_topic(
                 CursorState::at(first)
             }
         };
+        let journal = fin_journal::recover(
+            &**fs,
+            &cursor_path(&dir, &channel.name),
+            file.as_ref(),
+            &mut cursor,
+            end,
+            events,
+        );
         let c = Channel::new(
             &meta.name,
             &channel.name,
@@ -783,7 +799,8 @@ fn open_topic(
             options.read_ahead_bytes,
             cursor,
             channel.paused,
-        );
+        )
+        .with_journal(journal);
         topic
             .channels
             .write()

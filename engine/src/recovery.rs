@@ -68,6 +68,16 @@ pub enum RecoveryEvent {
         /// Channel.
         channel: String,
     },
+    /// A channel's finished-offsets journal held damaged entries (skipped: those FINs are
+    /// redelivered) or a torn tail (cut off).
+    JournalDamaged {
+        /// The journal file.
+        path: PathBuf,
+        /// Entries that failed their checksum between good ones.
+        damaged_entries: usize,
+        /// Bytes cut from the end.
+        torn_bytes: u64,
+    },
     /// A file or directory left by an interrupted create or delete was removed.
     RemovedLeftover {
         /// What was removed.
@@ -127,6 +137,11 @@ impl fmt::Display for RecoveryEvent {
             RecoveryEvent::CursorMissing { topic, channel } => write!(
                 f,
                 "channel {topic}/{channel} had no cursor file; it replays from the oldest retained message"
+            ),
+            RecoveryEvent::JournalDamaged { path, damaged_entries, torn_bytes } => write!(
+                f,
+                "finished-offsets journal {}: skipped {damaged_entries} damaged entries, cut a torn tail of {torn_bytes} bytes (those messages are redelivered)",
+                path.display()
             ),
             RecoveryEvent::RemovedLeftover { path } => {
                 write!(f, "removed {} left by an interrupted operation", path.display())

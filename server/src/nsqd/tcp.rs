@@ -253,6 +253,7 @@ impl Connection {
                     self.last_heard = Instant::now();
                     self.absorb(&raw[..n])?;
                     self.process_commands().await?;
+                    self.journal_finished();
                 }
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(READY_POLL), if self.sub.is_some() => {}
@@ -268,6 +269,16 @@ impl Connection {
                     self.flush().await?;
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Writes the FINs of the commands just processed to the channel's journal (one write per
+    /// read from the socket), so a crash does not deliver them again.
+    fn journal_finished(&self) {
+        if let Some(sub) = &self.sub {
+            if let Err(e) = sub.channel.write_finished() {
+                tracing::warn!(topic = %sub.topic, error = %e, "journaling FINs failed; they are durable with the next cursor persist");
             }
         }
     }
