@@ -137,27 +137,22 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     for event in engine.recovery_events() {
         tracing::warn!("recovery: {event}");
     }
-    let tcp = tokio::net::TcpListener::bind(opts.tcp_address)
-        .await
-        .map_err(|source| NsqdError::Listen {
-            address: opts.tcp_address,
-            source,
-        })?;
-    let http = tokio::net::TcpListener::bind(opts.http_address)
-        .await
-        .map_err(|source| NsqdError::Listen {
-            address: opts.http_address,
-            source,
-        })?;
+    let tcp = crate::listen::bind(opts.tcp_address).map_err(|source| NsqdError::Listen {
+        address: opts.tcp_address,
+        source,
+    })?;
+    let http = crate::listen::bind(opts.http_address).map_err(|source| NsqdError::Listen {
+        address: opts.http_address,
+        source,
+    })?;
     // The bound addresses, not the requested ones: port 0 picks a port, and scripts read it.
     let bound = |l: &tokio::net::TcpListener, asked| l.local_addr().unwrap_or(asked);
     tracing::info!("TCP: listening on {}", bound(&tcp, opts.tcp_address));
     tracing::info!("HTTP: listening on {}", bound(&http, opts.http_address));
     let https = match &tls_config {
         Some(config) => {
-            let listener = tokio::net::TcpListener::bind(opts.https_address)
-                .await
-                .map_err(|source| NsqdError::Listen {
+            let listener =
+                crate::listen::bind(opts.https_address).map_err(|source| NsqdError::Listen {
                     address: opts.https_address,
                     source,
                 })?;
