@@ -6,6 +6,7 @@ pub mod clients;
 pub mod compression;
 pub mod context;
 pub mod http;
+pub mod http_edge;
 pub mod identify;
 pub mod lookup;
 pub mod options;
@@ -197,9 +198,11 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     } else {
         http::router(nsqd.clone())
     };
+    // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a listener of our own.
+    let http_listener = axum::serve::ListenerExt::tap_io(http_edge::HttpListener(http), |_| {});
     let http_task = tokio::spawn(
         axum::serve(
-            http,
+            http_listener,
             plain_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
