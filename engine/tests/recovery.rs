@@ -380,3 +380,61 @@ fn a_cursor_file_meta_does_not_name_is_repaired_not_deleted() {
     let engine = open(&fs, &clock);
     assert_eq!(take_all(&engine, "t", "late").len(), 10);
 }
+
+/// A bad record in the active (newest) segment before its last index entry is not scanned on
+/// open; a reader meeting it skips exactly that record, as in a sealed segment, reports it
+/// once, and keeps delivering (it used to fail every read of the channel there).
+#[test]
+fn flipped_byte_in_the_active_segment_costs_only_that_record() {
+    let (fs, clock) = sim();
+    let body = "a".repeat(60);
+    let mut options = sim_options(&fs, &clock);
+    options.max_bytes_per_file = 1 << 20;
+    {
+        let engine = Engine::open("/data", options.clone()).expect("open");
+        engine
+            .create_channel("t", "c", nsq_engine::ChannelStart::Default)
+            .expect("channel");
+        let topic = engine.topic("t").expect("topic");
+        for _ in 0..100 {
+            topic.publish(&[body.as_str()], 0).expect("publish");
+        }
+        engine.close().expect("close");
+    }
+    let segments = segment_files(&fs, "t");
+    assert_eq!(segments.len(), 1, "one active segment");
+    let rec = record_len(body.len()) as u64;
+    let victim = 10u64;
+    let position = 32 + victim * rec;
+    let mut data = fs.file_data(&segments[0]).expect("data");
+    data[(position + 50) as usize] ^= 0x10;
+    overwrite(&fs, &segments[0], &data);
+    let engine = Engine::open("/data", options).expect("reopen");
+    assert!(
+        !engine
+            .recovery_events()
+            .iter()
+            .any(|e| matches!(e, RecoveryEvent::TruncatedTail { .. })),
+        "{:?}",
+        engine.recovery_events()
+    );
+    let got = take_all(&engine, "t", "c");
+    let offsets: Vec<u64> = got.iter().map(|d| d.offset).collect();
+    let expected: Vec<u64> = (0..100).filter(|&o| o != victim).collect();
+    assert_eq!(offsets, expected);
+    let damage = engine.topic("t").expect("topic").storage().skipped_damage();
+    assert!(
+        matches!(
+            damage.as_slice(),
+            [RecoveryEvent::SkippedDamage { from: 10, to: 11, position: p, .. }] if *p == position
+        ),
+        "{damage:?}"
+    );
+    // Publishing and delivering go on.
+    engine
+        .topic("t")
+        .expect("topic")
+        .publish(&["after"], 0)
+        .expect("publish");
+    assert_eq!(bodies(&take_all(&engine, "t", "c")), vec!["after"]);
+}
