@@ -438,3 +438,61 @@ fn flipped_byte_in_the_active_segment_costs_only_that_record() {
         .expect("publish");
     assert_eq!(bodies(&take_all(&engine, "t", "c")), vec!["after"]);
 }
+
+/// Damage at an offset a channel already finished costs nothing else: the requeued and
+/// in-flight entries the channel's cursor holds at later offsets are all delivered again.
+#[test]
+fn damage_at_a_finished_offset_keeps_later_cursor_entries() {
+    let (fs, clock) = sim();
+    let body = "q".repeat(100);
+    {
+        let engine = open(&fs, &clock);
+        engine
+            .create_channel("t", "c", nsq_engine::ChannelStart::Default)
+            .expect("channel");
+        let topic = engine.topic("t").expect("topic");
+        for _ in 0..100 {
+            topic.publish(&[body.as_str()], 0).expect("publish");
+        }
+        let c = engine.channel("t", "c").expect("channel");
+        let got = take_all(&engine, "t", "c");
+        for d in &got {
+            match d.offset {
+                5 => {} // stays in flight
+                40..=45 => c.requeue(1, &d.id, engine.now(), 0).expect("requeue"),
+                _ => c.finish(1, &d.id).expect("finish"),
+            }
+        }
+        engine.close().expect("close");
+    }
+    // Damage a record the channel finished, between its floor (5) and the requeued entries,
+    // in the same sealed segment as those (so re-reading them passes over the damage).
+    let segments = segment_files(&fs, "t");
+    let rec = record_len(body.len()) as u64;
+    let per_segment = (4096 - 32) / rec + 1;
+    let (seg, first) = segments
+        .iter()
+        .map(|p| {
+            let first: u64 = p
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+                .expect("name");
+            (p.clone(), first)
+        })
+        .filter(|(_, first)| *first <= 30 && 45 < first + per_segment)
+        .last()
+        .expect("segment holding 40");
+    let mut data = fs.file_data(&seg).expect("data");
+    data[(32 + (30 - first) * rec + 60) as usize] ^= 0x02;
+    overwrite(&fs, &seg, &data);
+    let engine = open(&fs, &clock);
+    let mut offsets: Vec<u64> = take_all(&engine, "t", "c")
+        .iter()
+        .map(|d| d.offset)
+        .collect();
+    offsets.sort_unstable();
+    let mut expected = vec![5u64];
+    expected.extend(40..=45);
+    assert_eq!(offsets, expected);
+}
