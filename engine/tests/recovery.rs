@@ -480,8 +480,7 @@ fn damage_at_a_finished_offset_keeps_later_cursor_entries() {
                 .expect("name");
             (p.clone(), first)
         })
-        .filter(|(_, first)| *first <= 30 && 45 < first + per_segment)
-        .last()
+        .rfind(|(_, first)| *first <= 30 && 45 < first + per_segment)
         .expect("segment holding 40");
     let mut data = fs.file_data(&seg).expect("data");
     data[(32 + (30 - first) * rec + 60) as usize] ^= 0x02;
