@@ -50,7 +50,10 @@ fn metrics(datagrams: &[Vec<u8>]) -> HashMap<String, (i64, String)> {
     let mut out = HashMap::new();
     for d in datagrams {
         let text = String::from_utf8(d.clone()).expect("utf8 datagram");
-        assert!(text.ends_with('\n'), "every metric ends with a newline: {text:?}");
+        assert!(
+            text.ends_with('\n'),
+            "every metric ends with a newline: {text:?}"
+        );
         for line in text.lines() {
             let (name, rest) = line.split_once(':').expect("name:value|type");
             let (value, kind) = rest.split_once('|').expect("value|type");
@@ -63,11 +66,17 @@ fn metrics(datagrams: &[Vec<u8>]) -> HashMap<String, (i64, String)> {
     out
 }
 
+/// Takes `n` messages, stops further deliveries (RDY 0), then FINs the `n`.
 fn finish(consumer: &mut RawClient, n: usize) {
     consumer.send(&Command::Rdy(n as i64));
-    for _ in 0..n {
-        let (_, id, _) = consumer.message();
-        let id = std::str::from_utf8(&id).expect("hex id");
+    let ids: Vec<String> = (0..n)
+        .map(|_| {
+            let (_, id, _) = consumer.message();
+            String::from_utf8(id.to_vec()).expect("hex id")
+        })
+        .collect();
+    consumer.send(&Command::Rdy(0));
+    for id in ids {
         consumer.send_raw(format!("FIN {id}\n").as_bytes());
     }
 }
@@ -83,6 +92,7 @@ fn statsd_pushes_nsq_names_types_and_deltas_packed_into_datagrams() {
         "--e2e-processing-latency-percentile=0.99,1.0",
         "--e2e-processing-latency-percentile=0.5",
     ]);
+    http_post(&nsqd.url("/topic/create?topic=st"), b"");
     http_post(&nsqd.url("/channel/create?topic=st&channel=idle"), b"");
     let mut consumer = RawClient::connect(nsqd.tcp);
     consumer.subscribe("st", "work");
@@ -96,10 +106,15 @@ fn statsd_pushes_nsq_names_types_and_deltas_packed_into_datagrams() {
     while http_get(&nsqd.url("/stats?format=json&topic=st")).json()["topics"][0]["channels"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["channel_name"] == "work"))
-        .map_or(0, |c| c["e2e_processing_latency"]["count"].as_u64().unwrap_or(0))
+        .map_or(0, |c| {
+            c["e2e_processing_latency"]["count"].as_u64().unwrap_or(0)
+        })
         < 3
     {
-        assert!(Instant::now() < deadline, "FIN latencies never reached /stats");
+        assert!(
+            Instant::now() < deadline,
+            "FIN latencies never reached /stats"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let prefix = format!("nsq.127_0_0_1_{}", nsqd.http.port());
@@ -110,18 +125,22 @@ fn statsd_pushes_nsq_names_types_and_deltas_packed_into_datagrams() {
         let push = statsd.one_push();
         let m = metrics(&push);
         if m.get(&key("topic.st.channel.work.depth")) == Some(&(2, "g".to_string()))
-            && m
-                .get(&key("topic.st.channel.work.e2e_processing_latency_100"))
+            && m.get(&key("topic.st.channel.work.e2e_processing_latency_100"))
                 .is_some_and(|v| v.0 > 0)
         {
             break push;
         }
     };
     for d in &push {
-        assert!(d.len() <= 200, "datagram of {} bytes over the limit", d.len());
+        assert!(
+            d.len() <= 200,
+            "datagram of {} bytes over the limit",
+            d.len()
+        );
     }
     assert!(
-        push.iter().any(|d| String::from_utf8_lossy(d).lines().count() > 1),
+        push.iter()
+            .any(|d| String::from_utf8_lossy(d).lines().count() > 1),
         "several metrics share a datagram"
     );
     let m = metrics(&push);
@@ -150,7 +169,10 @@ fn statsd_pushes_nsq_names_types_and_deltas_packed_into_datagrams() {
         assert_eq!(kind, "g");
         assert!(v > 0, "a FINished message took some time ({q}: {v})");
         assert_eq!(get(&format!("topic.st.e2e_processing_latency_{q}")).1, "g");
-        gauge(&format!("topic.st.channel.idle.e2e_processing_latency_{q}"), 0);
+        gauge(
+            &format!("topic.st.channel.idle.e2e_processing_latency_{q}"),
+            0,
+        );
     }
     gauge("mem.heap_objects", 0);
     assert!(get("mem.heap_in_use_bytes").0 > 0, "resident memory");
@@ -170,13 +192,18 @@ fn statsd_pushes_nsq_names_types_and_deltas_packed_into_datagrams() {
         }
         assert!(Instant::now() < deadline, "the publish never showed");
     }
-    assert_eq!((messages, bytes), (1, 4), "one message of 4 bytes since the last push");
+    assert_eq!(
+        (messages, bytes),
+        (1, 4),
+        "one message of 4 bytes since the last push"
+    );
     drop(nsqd);
 }
 
 #[test]
 fn e2e_latency_in_stats_like_nsq() {
     let nsqd = Nsqd::start(&["--e2e-processing-latency-percentile=0.99,0.5"]);
+    http_post(&nsqd.url("/topic/create?topic=lat"), b"");
     http_post(&nsqd.url("/channel/create?topic=lat&channel=c1"), b"");
     http_post(&nsqd.url("/channel/create?topic=lat&channel=c2"), b"");
     let mut producer = RawClient::connect(nsqd.tcp);
@@ -221,10 +248,7 @@ fn e2e_latency_in_stats_like_nsq() {
     // The topic aggregates its channels.
     assert_eq!(topic["e2e_processing_latency"]["count"], 3);
     let text = http_get(&nsqd.url("/stats?format=text&topic=lat")).body;
-    let line = text
-        .lines()
-        .find(|l| l.contains("[c1 "))
-        .expect("c1 line");
+    let line = text.lines().find(|l| l.contains("[c1 ")).expect("c1 line");
     let e2e = line.split("e2e%: ").nth(1).expect("e2e column");
     assert_eq!(e2e.split(", ").count(), 2, "{line}");
     assert!(e2e.ends_with("ms") || e2e.ends_with('s'), "{line}");
@@ -254,7 +278,10 @@ fn e2e_and_statsd_off_by_default_and_bad_values_refused() {
             .expect("run nsqd");
         assert!(!out.status.success(), "{bad} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("e2e-processing-latency-percentile"), "{bad}: {err}");
+        assert!(
+            err.contains("e2e-processing-latency-percentile"),
+            "{bad}: {err}"
+        );
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
 }

@@ -8,6 +8,7 @@ pub mod e2e;
 pub mod http;
 pub mod identify;
 pub mod lookup;
+pub mod metrics;
 pub mod options;
 pub mod replay;
 pub mod stats;
@@ -173,9 +174,10 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
                 .map_or(opts.http_address.port(), |a| a.port())
         }),
     };
-    let statsd_prefix = opts.statsd.as_ref().map(|s| {
-        statsd::expand_prefix(&s.prefix, &advertised.address, advertised.http_port)
-    });
+    let statsd_prefix = opts
+        .statsd
+        .as_ref()
+        .map(|s| statsd::expand_prefix(&s.prefix, &advertised.address, advertised.http_port));
     let nsqd = Arc::new(Nsqd::new(Arc::new(engine), opts));
     let (stop_tx, stop_rx) = watch::channel(false);
     let statsd_task = nsqd

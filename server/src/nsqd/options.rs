@@ -178,6 +178,9 @@ pub struct Cli {
     /// calculate end to end latency quantiles for this duration of time [default: 10m0s]
     #[arg(long, value_parser = parse_duration)]
     pub e2e_processing_latency_window_time: Option<Duration>,
+    /// leave ephemeral topics and channels out of /metrics (ours) [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_exclude_ephemeral: Option<bool>,
     /// deprecated NSQ alias of --node-id
     #[arg(long, hide = true)]
     pub worker_id: Option<i64>,
@@ -284,6 +287,7 @@ pub struct ConfigFile {
     statsd_exclude_ephemeral: Option<bool>,
     e2e_processing_latency_percentiles: Option<Vec<f64>>,
     e2e_processing_latency_window_time: Option<ConfigDuration>,
+    metrics_exclude_ephemeral: Option<bool>,
     #[serde(flatten)]
     _other: toml::Table,
 }
@@ -336,6 +340,8 @@ pub struct NsqdOptions {
     pub statsd: Option<StatsdOptions>,
     /// `--e2e-processing-latency-*`; `None` without percentiles.
     pub e2e: Option<E2eOptions>,
+    /// `--metrics-exclude-ephemeral` (ours).
+    pub metrics_exclude_ephemeral: bool,
     /// Settings from the config file that were accepted but have no effect (logged at start).
     pub ignored: Vec<String>,
 }
@@ -470,7 +476,12 @@ fn statsd_options(cli: &Cli, file: &ConfigFile) -> Result<Option<StatsdOptions>,
         .unwrap_or(508);
     // Below a few dozen bytes no metric fits; NSQ then sends one metric per datagram.
     let udp_packet_size = usize::try_from(packet)
-        .map_err(|_| invalid("statsd-udp-packet-size", format!("{packet} must not be negative")))?
+        .map_err(|_| {
+            invalid(
+                "statsd-udp-packet-size",
+                format!("{packet} must not be negative"),
+            )
+        })?
         .clamp(1, 65_507);
     Ok(Some(StatsdOptions {
         address,
@@ -480,7 +491,10 @@ fn statsd_options(cli: &Cli, file: &ConfigFile) -> Result<Option<StatsdOptions>,
             .or_else(|| file.statsd_prefix.clone())
             .unwrap_or_else(|| "nsq.%s".into()),
         interval,
-        mem_stats: cli.statsd_mem_stats.or(file.statsd_mem_stats).unwrap_or(true),
+        mem_stats: cli
+            .statsd_mem_stats
+            .or(file.statsd_mem_stats)
+            .unwrap_or(true),
         exclude_ephemeral: cli
             .statsd_exclude_ephemeral
             .or(file.statsd_exclude_ephemeral)
@@ -527,7 +541,10 @@ fn e2e_options(cli: &Cli, file: &ConfigFile) -> Result<Option<E2eOptions>, Optio
         return Ok(None);
     }
     if window.is_zero() {
-        return Err(invalid("e2e-processing-latency-window-time", "must be positive"));
+        return Err(invalid(
+            "e2e-processing-latency-window-time",
+            "must be positive",
+        ));
     }
     percentiles.sort_by(|a, b| b.total_cmp(a));
     percentiles.dedup();
@@ -737,6 +754,10 @@ impl NsqdOptions {
                 .unwrap_or_else(|| "[nsqd] ".into()),
             statsd,
             e2e,
+            metrics_exclude_ephemeral: cli
+                .metrics_exclude_ephemeral
+                .or(file.metrics_exclude_ephemeral)
+                .unwrap_or(false),
             ignored,
         };
         if opts.max_msg_size == 0 || opts.max_msg_size > opts.max_body_size {
@@ -900,7 +921,11 @@ mod tests {
         assert!(parse(&["--tcp-address", "nonsense"]).is_err());
         assert!(parse(&["--e2e-processing-latency-percentile", "99"]).is_err());
         assert!(parse(&["--e2e-processing-latency-percentile", "0"]).is_err());
-        assert!(parse(&["--statsd-address=127.0.0.1:8125", "--statsd-udp-packet-size=-1"]).is_err());
+        assert!(parse(&[
+            "--statsd-address=127.0.0.1:8125",
+            "--statsd-udp-packet-size=-1"
+        ])
+        .is_err());
         assert!(parse(&["--tls-required=maybe", "--tls-cert=c", "--tls-key=k"]).is_err());
         assert!(parse(&["--log-level", "loud"]).is_err());
     }

@@ -165,10 +165,8 @@ pub async fn run(
     prefix: String,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval_at(
-        tokio::time::Instant::now() + opts.interval,
-        opts.interval,
-    );
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + opts.interval, opts.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut previous = Previous::default();
     loop {
@@ -178,8 +176,7 @@ pub async fn run(
         }
         tracing::info!("STATSD: pushing stats to {}", opts.address);
         // Collecting reads message timestamps from the log: keep it off the async workers.
-        let result =
-            tokio::task::block_in_place(|| push(&nsqd, &opts, &prefix, &mut previous));
+        let result = tokio::task::block_in_place(|| push(&nsqd, &opts, &prefix, &mut previous));
         if let Err(e) = result {
             tracing::error!("STATSD: failed to push to {} - {e}", opts.address);
         }
