@@ -3,6 +3,7 @@
 
 use crate::cursor::{CursorFile, CursorState, FlightError};
 use crate::error::{Error, IoContext, Result};
+use crate::fin_journal::{self, FinJournal, JournalEntry};
 use crate::fs::FileSystem;
 use crate::id::MessageId;
 use crate::log::LogReader;
@@ -61,7 +62,37 @@ struct Inner {
     reader: LogReader,
     buffer: VecDeque<Message>,
     dirty: bool,
+    /// FINs and resets not yet written to the journal (durable channels only).
+    unjournaled: Vec<JournalEntry>,
     stats: ChannelStats,
+}
+
+/// The channel's finished-offsets journals: the one extending the cursor file on disk, and
+/// while a persist writes a new cursor file, the one extending that (both get every entry,
+/// so whichever cursor a crash leaves in place has a complete journal).
+#[derive(Debug, Default)]
+struct Journals {
+    current: Option<FinJournal>,
+    next: Option<FinJournal>,
+}
+
+impl Journals {
+    /// Appends to both; a journal that fails to write is dropped (its FINs are then durable
+    /// only with the next cursor file) and the first error is returned.
+    fn append(&mut self, bytes: &[u8], path: &std::path::Path) -> Result<()> {
+        let mut result = Ok(());
+        for slot in [&mut self.current, &mut self.next] {
+            if let Some(journal) = slot {
+                if let Err(e) = journal.append(bytes) {
+                    *slot = None;
+                    if result.is_ok() {
+                        result = Err(Error::io(path, e));
+                    }
+                }
+            }
+        }
+        result
+    }
 }
 
 /// One channel of a topic.
@@ -76,6 +107,8 @@ pub struct Channel {
     cursor_path: Option<PathBuf>,
     read_ahead_bytes: usize,
     inner: Mutex<Inner>,
+    /// Lock order: `persist_lock`, then `journals`, then `inner`.
+    journals: Mutex<Journals>,
     persist_lock: Mutex<()>,
     paused: AtomicBool,
     deleted: AtomicBool,
@@ -118,15 +151,27 @@ impl Channel {
                 cursor,
                 buffer: VecDeque::new(),
                 dirty: true,
+                unjournaled: Vec::new(),
             }),
+            journals: Mutex::new(Journals::default()),
             persist_lock: Mutex::new(()),
             paused: AtomicBool::new(paused),
             deleted: AtomicBool::new(false),
         }
     }
 
+    /// Continues appending FINs to `journal` (the one recovery applied on top of the cursor).
+    pub(crate) fn with_journal(self, journal: Option<FinJournal>) -> Self {
+        self.lock_journals().current = journal;
+        self
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_journals(&self) -> MutexGuard<'_, Journals> {
+        self.journals.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The channel's name.
@@ -179,6 +224,10 @@ impl Channel {
         while taken < max {
             if let Some((offset, attempts)) = inner.cursor.pop_ready(now) {
                 match self.storage.read_one(offset) {
+                    Ok(Some(m)) if m.deliver_at > now => {
+                        // Replayed from the journal as unfinished before its DPUB time.
+                        inner.cursor.wait(offset, m.deliver_at, attempts);
+                    }
                     Ok(Some(m)) => {
                         self.deliver(
                             inner,
@@ -285,7 +334,44 @@ impl Channel {
             .finish(offset, client)
             .map_err(|e| flight_error(e, id))?;
         inner.dirty = true;
+        if self.cursor_path.is_some() {
+            inner.unjournaled.push(JournalEntry::Finished(offset));
+        }
         Ok(())
+    }
+
+    /// Writes the FINs since the last call to the channel's journal with one write (page
+    /// cache, no fsync), so that a process crash does not deliver them again. Call it after
+    /// each batch of [`Channel::finish`] calls (nsqd: after each read from a connection); until
+    /// then a FIN is durable only with the next cursor persist.
+    pub fn write_finished(&self) -> Result<()> {
+        let Some(path) = &self.cursor_path else {
+            return Ok(());
+        };
+        let mut journals = self.lock_journals();
+        let entries = std::mem::take(&mut self.lock().unjournaled);
+        if entries.is_empty() || (journals.current.is_none() && journals.next.is_none()) {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        fin_journal::encode_entries(&entries, &mut bytes);
+        journals.append(&bytes, &fin_journal::journal_path(path))
+    }
+
+    /// Fsyncs the journal if it grew since its last fsync (the journal's own sync hook, for
+    /// `--sync-every=1`: FINs then survive a power cut within one housekeeping tick).
+    pub fn sync_finished(&self) -> Result<()> {
+        let Some(path) = &self.cursor_path else {
+            return Ok(());
+        };
+        let mut journals = self.lock_journals();
+        match journals.current.as_mut().map(FinJournal::sync) {
+            Some(Err(e)) => {
+                journals.current = None;
+                Err(Error::io(fin_journal::journal_path(path), e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `REQ`: deliver the message again after `delay_ns` (0: before any new message).
@@ -336,6 +422,11 @@ impl Channel {
         inner.reader = LogReader::at(offset);
         inner.buffer.clear();
         inner.dirty = true;
+        if self.cursor_path.is_some() {
+            // Earlier entries no longer count; the journal says so in order.
+            inner.unjournaled.clear();
+            inner.unjournaled.push(JournalEntry::Reset(offset));
+        }
     }
 
     /// Whether a take at `now` could find something: unread log, or a ready requeue. Cheap
@@ -376,18 +467,50 @@ impl Channel {
         if self.is_deleted() {
             return Ok(());
         }
-        let snapshot = {
+        let journal_path = fin_journal::journal_path(path);
+        let next_path = fin_journal::next_journal_path(path);
+        let mut journals = self.lock_journals();
+        let (snapshot, unjournaled) = {
             let mut inner = self.lock();
             if !inner.dirty {
                 return Ok(());
             }
             inner.dirty = false;
-            inner.cursor.to_file()
+            (
+                inner.cursor.to_file(),
+                std::mem::take(&mut inner.unjournaled),
+            )
         };
+        // Until the new cursor file is in place, the old one and its journal must still
+        // cover everything up to this snapshot; from here on both journals get every entry.
+        if !unjournaled.is_empty() {
+            let mut bytes = Vec::new();
+            fin_journal::encode_entries(&unjournaled, &mut bytes);
+            let _ = journals.append(&bytes, &journal_path);
+        }
+        let base = fin_journal::fingerprint(&snapshot);
+        journals.next = FinJournal::create(&*self.fs, &next_path, base).ok();
+        drop(journals);
         let result = self.fs.write_atomic(path, &snapshot.encode()).at(path);
-        if result.is_err() {
-            // Not written: try again at the next persist.
-            self.lock().dirty = true;
+        let mut journals = self.lock_journals();
+        match &result {
+            Ok(()) => {
+                // The new cursor is in place: its journal takes over under the usual name.
+                journals.current = journals.next.take();
+                if journals.current.is_some() && self.fs.rename(&next_path, &journal_path).is_err()
+                {
+                    // Left under the next persist's name it would be truncated; drop it.
+                    journals.current = None;
+                    let _ = self.fs.remove_file(&next_path);
+                }
+            }
+            Err(_) => {
+                // Not written: try again at the next persist.
+                if journals.next.take().is_some() {
+                    let _ = self.fs.remove_file(&next_path);
+                }
+                self.lock().dirty = true;
+            }
         }
         result
     }
@@ -404,11 +527,23 @@ impl Channel {
     pub(crate) fn destroy(&self) -> Result<()> {
         self.mark_deleted();
         let _one_writer = self.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
+        *self.lock_journals() = Journals::default();
         if let Some(path) = &self.cursor_path {
-            match self.fs.remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(path, e)),
+            for file in [
+                path.clone(),
+                fin_journal::journal_path(path),
+                fin_journal::next_journal_path(path),
+            ] {
+                match self.fs.remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&file, e)),
+                }
+            }
+            // Durable before the delete is answered: a cursor file that came back after a
+            // power cut would bring the channel back (open adopts cursor files).
+            if let Some(dir) = path.parent() {
+                self.fs.sync_dir(dir).at(dir)?;
             }
         }
         Ok(())

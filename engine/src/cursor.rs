@@ -238,6 +238,35 @@ impl CursorState {
         expired
     }
 
+    /// Marks `finished` (sorted, as a journal replays them on open) finished. Offsets from
+    /// `next` on move `next` past them; the offsets skipped over that are not in the list
+    /// were taken but not finished, so they wait to be delivered again at once.
+    pub fn replay_finished(&mut self, finished: &[u64]) {
+        for &offset in finished {
+            if offset < self.next {
+                if let Some(w) = self.waiting.remove(&offset) {
+                    self.ready.remove(&(w.ready_at, offset));
+                }
+                if let Some(f) = self.in_flight.remove(&offset) {
+                    self.deadlines.remove(&(f.deadline, offset));
+                }
+                continue;
+            }
+            for unfinished in self.next..offset {
+                self.waiting.insert(
+                    unfinished,
+                    Waiting {
+                        ready_at: 0,
+                        attempts: 0,
+                    },
+                );
+                self.ready.insert((0, unfinished));
+            }
+            self.next = offset + 1;
+        }
+        self.recompute_floor();
+    }
+
     /// Forgets everything in flight or waiting and reads from `offset` (rewind, empty).
     pub fn reset(&mut self, offset: u64) {
         *self = CursorState::at(offset);
@@ -287,17 +316,17 @@ pub struct CursorFile {
 /// Magic bytes of a cursor file.
 pub const CURSOR_MAGIC: &[u8; 8] = b"NSQRCUR\0";
 /// Cursor file format version.
-pub const CURSOR_VERSION: u32 = 1;
+pub const CURSOR_VERSION: u32 = framed::VERSION;
 
 impl CursorFile {
     /// Encodes the file (see [`crate::framed`]).
     pub fn encode(&self) -> Vec<u8> {
-        framed::encode(CURSOR_MAGIC, CURSOR_VERSION, self)
+        framed::encode(CURSOR_MAGIC, self)
     }
 
     /// Decodes and checks a cursor file's bytes.
     pub fn decode(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let file: CursorFile = framed::decode(path, CURSOR_MAGIC, CURSOR_VERSION, bytes)?;
+        let file: CursorFile = framed::decode(path, CURSOR_MAGIC, bytes)?;
         if file.floor > file.next {
             return Err(Error::corrupt(
                 path,

@@ -3,6 +3,7 @@
 use crate::channel::Channel;
 use crate::cursor::{ChannelStart, CursorFile, CursorState};
 use crate::error::{Error, IoContext, Result};
+use crate::fin_journal;
 use crate::fs::FsLock;
 use crate::log::{LogConfig, TopicLog};
 use crate::memlog::MemLog;
@@ -32,6 +33,17 @@ pub struct Engine {
     /// Bumped whenever a topic or channel is created or deleted, so watchers (nsqd's lookupd
     /// registration) notice changes without diffing on every poll.
     topology_generation: AtomicU64,
+    /// Called with the new generation after each topology change (see [`Engine::on_topology_change`]).
+    topology_listeners: RwLock<Vec<TopologyListener>>,
+}
+
+/// A callback told of topology changes; it runs on the changing thread, so it must be quick.
+struct TopologyListener(Box<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for TopologyListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopologyListener")
+    }
 }
 
 /// What one [`Engine::tick`] did.
@@ -61,7 +73,7 @@ impl Engine {
     pub fn open(path: impl Into<PathBuf>, options: Options) -> Result<Engine> {
         let path = path.into();
         let fs = options.fs.clone();
-        fs.create_dir_all(&path).at(&path)?;
+        fs.create_dir_durable(&path).at(&path)?;
         let lock = match fs.lock_exclusive(&path.join("LOCK")) {
             Ok(lock) => lock,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -80,12 +92,22 @@ impl Engine {
             events.push(RecoveryEvent::RemovedLeftover { path: deleted_dir });
         }
         let topics_root = topics_dir(&path);
-        fs.create_dir_all(&topics_root).at(&topics_root)?;
+        fs.create_dir_durable(&topics_root).at(&topics_root)?;
         for entry in fs.read_dir(&topics_root).at(&topics_root)? {
             let Some(topic) = name::from_dir_name(&entry.name).filter(|_| entry.is_dir) else {
                 continue;
             };
             if !meta.topics.iter().any(|t| t.name == topic) {
+                let dir = topics_root.join(&entry.name);
+                if is_unborn_topic(&*fs, &dir)? {
+                    // A creation that failed or crashed before its first segment had a
+                    // header: nothing was ever acknowledged into it. Removing it needs no
+                    // free space, so a restart on a full disk works.
+                    fs.remove_dir_all(&dir).at(&dir)?;
+                    fs.sync_dir(&topics_root).at(&topics_root)?;
+                    events.push(RecoveryEvent::RemovedLeftover { path: dir });
+                    continue;
+                }
                 // Salt u64::MAX marks "derive the salt from the log's records" (see open_topic).
                 meta.topics.push(TopicMeta {
                     name: topic.clone(),
@@ -103,7 +125,9 @@ impl Engine {
         let now = options.clock.now();
         let mut topics = BTreeMap::new();
         for topic_meta in &mut meta.topics {
+            let known_channels = topic_meta.channels.len();
             let topic = open_topic(&options, &path, topic_meta, now, &mut events)?;
+            meta_changed |= topic_meta.channels.len() != known_channels;
             topics.insert(topic_meta.name.clone(), Arc::new(topic));
         }
         let engine = Engine {
@@ -115,6 +139,7 @@ impl Engine {
             events,
             last_persist: AtomicI64::new(now),
             topology_generation: AtomicU64::new(0),
+            topology_listeners: RwLock::new(Vec::new()),
         };
         if meta_changed {
             engine.store_meta()?;
@@ -179,8 +204,28 @@ impl Engine {
         self.topology_generation.load(Ordering::Acquire)
     }
 
+    /// Calls `listener` with the new [`Engine::topology_generation`] after every creation or
+    /// deletion of a topic or channel, once the change is visible in [`Engine::topics`]. It
+    /// runs on the thread making the change (under the engine's admin lock): it should only
+    /// wake someone, as nsqd's lookupd registration does, so lookupds hear of it at once.
+    pub fn on_topology_change(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+        self.topology_listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(TopologyListener(Box::new(listener)));
+    }
+
+    /// Call after the change is visible, so a woken watcher reads the new topology.
     fn topology_changed(&self) {
-        self.topology_generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.topology_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        for listener in self
+            .topology_listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            (listener.0)(generation);
+        }
     }
 
     /// Returns the topic, creating it if it does not exist.
@@ -211,22 +256,19 @@ impl Engine {
             )
         } else {
             let dir = topics_dir(&self.path).join(name::dir_name(topic));
-            let opened = TopicLog::open(
-                self.options.fs.clone(),
-                dir.clone(),
-                topic,
-                self.log_config(),
-                salt,
-                0,
-                now,
-            )?;
-            let fs = &self.options.fs;
-            fs.create_dir_all(&channels_dir(&dir)).at(&dir)?;
-            fs.sync_dir(&topics_dir(&self.path)).at(&self.path)?;
+            let opened = match self.create_topic_dir(topic, &dir, salt, now) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // A topic that could not be created (a full disk, a failing one) leaves
+                    // nothing behind that the next start would have to open.
+                    self.remove_failed_topic_dir(&dir);
+                    return Err(e);
+                }
+            };
             Topic::new(
                 topic,
                 salt,
-                Arc::new(Storage::Disk(opened.log)),
+                Arc::new(Storage::Disk(opened)),
                 self.options.clock.clone(),
                 Some(dir),
                 false,
@@ -235,15 +277,41 @@ impl Engine {
             )
         };
         let created = Arc::new(created);
-        self.topology_changed();
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(topic.to_string(), created.clone());
+        self.topology_changed();
         if !created.is_ephemeral() {
             self.store_meta()?;
         }
         Ok(created)
+    }
+
+    /// Creates a new topic's directory, first segment and `channels/`, all durable.
+    fn create_topic_dir(&self, topic: &str, dir: &Path, salt: u64, now: i64) -> Result<TopicLog> {
+        let opened = TopicLog::open(
+            self.options.fs.clone(),
+            dir.to_path_buf(),
+            topic,
+            self.log_config(),
+            salt,
+            0,
+            now,
+        )?;
+        let fs = &self.options.fs;
+        fs.create_dir_durable(&channels_dir(dir)).at(dir)?;
+        fs.sync_dir(&topics_dir(&self.path)).at(&self.path)?;
+        Ok(opened.log)
+    }
+
+    /// Removes what a failed topic creation left (best effort: the error that made it fail
+    /// is the one reported; a leftover that stays is removed by the next open).
+    fn remove_failed_topic_dir(&self, dir: &Path) {
+        let fs = &self.options.fs;
+        if fs.exists(dir) && fs.remove_dir_all(dir).is_ok() {
+            let _ = fs.sync_dir(&topics_dir(&self.path));
+        }
     }
 
     /// Deletes a topic, its channels and its log.
@@ -258,10 +326,10 @@ impl Engine {
             return Err(Error::TopicNotFound(topic.to_string()));
         };
         removed.mark_deleted();
-        self.topology_changed();
         for channel in removed.channels() {
             channel.mark_deleted();
         }
+        self.topology_changed();
         let Some(dir) = &removed.dir else {
             return Ok(());
         };
@@ -269,7 +337,7 @@ impl Engine {
         // next open removes, never a half-deleted topic.
         let fs = &self.options.fs;
         let graveyard = self.path.join("deleted");
-        fs.create_dir_all(&graveyard).at(&graveyard)?;
+        fs.create_dir_durable(&graveyard).at(&graveyard)?;
         let buried = graveyard.join(format!(
             "{}.{:016x}",
             name::dir_name(topic),
@@ -304,7 +372,7 @@ impl Engine {
             return Err(Error::TopicNotFound(topic.to_string()));
         }
         let ephemeral = t.is_ephemeral() || name::is_ephemeral(channel);
-        let offset = t.resolve_start(start, ephemeral)?;
+        let offset = t.resolve_start(start)?;
         let path = match (&t.dir, ephemeral) {
             (Some(dir), false) => Some(cursor_path(dir, channel)),
             _ => None,
@@ -320,22 +388,23 @@ impl Engine {
             CursorState::at(offset),
             false,
         ));
-        // Cursor file first, then the metadata naming it: a crash between leaves a stray
-        // cursor file that the next open removes.
+        // Cursor file first, then the metadata naming it: a crash between leaves a cursor
+        // file that the next open adopts (the create was not answered yet; it takes effect).
         created.persist()?;
-        self.topology_changed();
         t.channels
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(channel.to_string(), created.clone());
+        self.topology_changed();
         if !created.is_ephemeral() {
             self.store_meta()?;
         }
         Ok(created)
     }
 
-    /// Deletes a channel. When the last durable channel of a topic goes, the topic starts
-    /// buffering again from its current end (NSQ's behaviour for a topic with no channels).
+    /// Deletes a channel. When the last channel of a topic goes (ephemeral or not), the topic
+    /// starts buffering again from its current end (NSQ's behaviour for a topic with no
+    /// channels: what the channels got is theirs, what comes next waits for a first channel).
     pub fn delete_channel(&self, topic: &str, channel: &str) -> Result<()> {
         let t = self
             .topic(topic)
@@ -351,12 +420,17 @@ impl Engine {
         };
         removed.mark_deleted();
         self.topology_changed();
-        if removed.is_ephemeral() {
-            return Ok(());
-        }
-        if !t.has_durable_channel() {
+        let buffering_again = !t.has_channel();
+        if buffering_again {
             t.backlog_start
                 .store(t.storage.end_offset(), Ordering::Release);
+        }
+        if removed.is_ephemeral() {
+            return if buffering_again && !t.is_ephemeral() {
+                self.store_meta()
+            } else {
+                Ok(())
+            };
         }
         self.store_meta()?;
         removed.destroy()
@@ -410,6 +484,17 @@ impl Engine {
         }
     }
 
+    /// NSQ's channel empty: drops everything queued, waiting or in flight; the channel goes on
+    /// from the log's end. Durable before it returns (the cursor file is written), so an
+    /// empty that was answered survives a crash.
+    pub fn empty_channel(&self, topic: &str, channel: &str) -> Result<()> {
+        let c = self
+            .channel(topic, channel)
+            .ok_or_else(|| Error::ChannelNotFound(channel.to_string()))?;
+        c.empty();
+        c.persist()
+    }
+
     /// Moves a channel to `start` (earliest retained, an offset or a time): everything from
     /// there on is delivered again; in-flight messages are forgotten. Returns the new offset.
     pub fn rewind_channel(&self, topic: &str, channel: &str, start: ChannelStart) -> Result<u64> {
@@ -423,8 +508,8 @@ impl Engine {
             return Err(Error::Ephemeral(format!("{topic}/{channel}")));
         }
         let offset = match start {
-            ChannelStart::Default => t.resolve_start(ChannelStart::Earliest, false)?,
-            other => t.resolve_start(other, false)?,
+            ChannelStart::Default => t.resolve_start(ChannelStart::Earliest)?,
+            other => t.resolve_start(other)?,
         };
         c.reset(offset);
         c.persist()?;
@@ -451,6 +536,11 @@ impl Engine {
             }
             for channel in topic.channels() {
                 report.timed_out += channel.expire(now);
+                if self.options.sync.is_strict() {
+                    if let Err(e) = channel.sync_finished() {
+                        first_error.get_or_insert(e);
+                    }
+                }
                 if persist_due {
                     if let Err(e) = channel.persist() {
                         first_error.get_or_insert(e);
@@ -536,6 +626,79 @@ impl Engine {
     }
 }
 
+/// Takes every cursor file in the topic's `channels/` that the metadata does not name back in
+/// as a channel (not paused). A cursor file is never deleted because the metadata does not
+/// mention it: the metadata may be missing or stale, and the cursor is the channel's state.
+fn adopt_cursor_files(
+    fs: &dyn crate::fs::FileSystem,
+    dir: &Path,
+    meta: &mut TopicMeta,
+    events: &mut Vec<RecoveryEvent>,
+) -> Result<()> {
+    let channels = channels_dir(dir);
+    if !fs.exists(&channels) {
+        return Ok(());
+    }
+    let mut found: Vec<String> = fs
+        .read_dir(&channels)
+        .at(&channels)?
+        .into_iter()
+        .filter(|e| !e.is_dir)
+        .filter_map(|e| e.name.strip_suffix(".cursor").map(str::to_string))
+        .filter(|c| name::is_valid(c) && !name::is_ephemeral(c))
+        .filter(|c| !meta.channels.iter().any(|known| &known.name == c))
+        .collect();
+    found.sort();
+    for channel in found {
+        let path = cursor_path(dir, &channel);
+        let readable = fs.read_all(&path).map_err(|e| e.to_string()).and_then(|b| {
+            CursorFile::decode(&path, &b)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        if let Err(reason) = readable {
+            // Kept for `nsq_log repair` (which takes it in, reset to the oldest message);
+            // an unreadable file that no metadata vouches for does not stop the start.
+            events.push(RecoveryEvent::IgnoredCursor { path, reason });
+            continue;
+        }
+        events.push(RecoveryEvent::AdoptedChannel {
+            topic: meta.name.clone(),
+            channel: channel.clone(),
+        });
+        meta.channels.push(ChannelMeta {
+            name: channel,
+            paused: false,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a topic directory the metadata does not list holds nothing but segments without a
+/// complete header (and no cursor files): what an interrupted creation leaves.
+fn is_unborn_topic(fs: &dyn crate::fs::FileSystem, dir: &Path) -> Result<bool> {
+    for entry in fs.read_dir(dir).at(dir)? {
+        let path = dir.join(&entry.name);
+        if entry.is_dir {
+            let empty = entry.name == "channels" && fs.read_dir(&path).at(&path)?.is_empty();
+            if !empty {
+                return Ok(false);
+            }
+        } else if crate::segment::parse_log_file_name(&entry.name).is_some() {
+            let len = fs
+                .open(&path, crate::fs::OpenMode::Read)
+                .and_then(|f| f.len())
+                .at(&path)?;
+            if len >= crate::segment::HEADER_LEN {
+                return Ok(false);
+            }
+        } else if !entry.name.ends_with(".idx") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn log_config(options: &Options) -> LogConfig {
     LogConfig {
         max_bytes_per_file: options.max_bytes_per_file,
@@ -555,6 +718,7 @@ fn open_topic(
 ) -> Result<Topic> {
     let fs = &options.fs;
     let dir = topics_dir(path).join(name::dir_name(&meta.name));
+    adopt_cursor_files(&**fs, &dir, meta, events)?;
     let mut cursors: BTreeMap<String, Option<CursorFile>> = BTreeMap::new();
     for channel in &meta.channels {
         let file_path = cursor_path(&dir, &channel.name);
@@ -596,13 +760,16 @@ fn open_topic(
             _ => salt,
         };
     }
-    fs.create_dir_all(&channels_dir(&dir)).at(&dir)?;
+    fs.create_dir_durable(&channels_dir(&dir)).at(&dir)?;
     for entry in fs.read_dir(&channels_dir(&dir)).at(&dir)? {
+        // Cursor files were all adopted above; what is left is temporary files of an
+        // interrupted atomic write and other strays.
         let known = entry
             .name
             .strip_suffix(".cursor")
+            .or_else(|| fin_journal::journal_owner(&entry.name))
             .is_some_and(|c| cursors.contains_key(c));
-        if !known {
+        if !known && !entry.name.ends_with(".cursor") {
             let stray = channels_dir(&dir).join(&entry.name);
             if entry.is_dir {
                 fs.remove_dir_all(&stray).at(&stray)?;
@@ -626,7 +793,8 @@ fn open_topic(
         meta.retention,
     );
     for channel in &meta.channels {
-        let cursor = match cursors.get(&channel.name).cloned().flatten() {
+        let file = cursors.get(&channel.name).cloned().flatten();
+        let mut cursor = match file.clone() {
             Some(file) if file.next > end => {
                 events.push(RecoveryEvent::CursorClamped {
                     topic: meta.name.clone(),
@@ -651,6 +819,14 @@ fn open_topic(
                 CursorState::at(first)
             }
         };
+        let journal = fin_journal::recover(
+            &**fs,
+            &cursor_path(&dir, &channel.name),
+            file.as_ref(),
+            &mut cursor,
+            end,
+            events,
+        );
         let c = Channel::new(
             &meta.name,
             &channel.name,
@@ -661,7 +837,8 @@ fn open_topic(
             options.read_ahead_bytes,
             cursor,
             channel.paused,
-        );
+        )
+        .with_journal(journal);
         topic
             .channels
             .write()

@@ -68,10 +68,36 @@ pub enum RecoveryEvent {
         /// Channel.
         channel: String,
     },
+    /// A channel's finished-offsets journal held damaged entries (skipped: those FINs are
+    /// redelivered) or a torn tail (cut off).
+    JournalDamaged {
+        /// The journal file.
+        path: PathBuf,
+        /// Entries that failed their checksum between good ones.
+        damaged_entries: usize,
+        /// Bytes cut from the end.
+        torn_bytes: u64,
+    },
     /// A file or directory left by an interrupted create or delete was removed.
     RemovedLeftover {
         /// What was removed.
         path: PathBuf,
+    },
+    /// A cursor file that the metadata did not list (a missing or stale `meta`, or a create
+    /// interrupted by a crash) was taken back in as a channel.
+    AdoptedChannel {
+        /// Topic.
+        topic: String,
+        /// Channel.
+        channel: String,
+    },
+    /// A cursor file the metadata did not list was unreadable, so no channel was made of it.
+    /// It is left in place: `nsq_log repair` takes it in (reset to the oldest message).
+    IgnoredCursor {
+        /// The cursor file.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
     },
     /// A topic directory that the metadata did not list (created just before a crash) was
     /// taken back in.
@@ -112,9 +138,23 @@ impl fmt::Display for RecoveryEvent {
                 f,
                 "channel {topic}/{channel} had no cursor file; it replays from the oldest retained message"
             ),
+            RecoveryEvent::JournalDamaged { path, damaged_entries, torn_bytes } => write!(
+                f,
+                "finished-offsets journal {}: skipped {damaged_entries} damaged entries, cut a torn tail of {torn_bytes} bytes (those messages are redelivered)",
+                path.display()
+            ),
             RecoveryEvent::RemovedLeftover { path } => {
                 write!(f, "removed {} left by an interrupted operation", path.display())
             }
+            RecoveryEvent::AdoptedChannel { topic, channel } => write!(
+                f,
+                "channel {topic}/{channel} had a cursor file but was not in the metadata; taken back in"
+            ),
+            RecoveryEvent::IgnoredCursor { path, reason } => write!(
+                f,
+                "ignored {}: not in the metadata and unreadable ({reason}); `nsq_log repair` takes it in",
+                path.display()
+            ),
             RecoveryEvent::AdoptedTopic { topic } => {
                 write!(f, "topic {topic} was on disk but not in the metadata; taken back in")
             }

@@ -278,3 +278,105 @@ fn a_segment_at_the_last_possible_offset_does_not_overflow() {
         let _ = read_log(&engine, "t");
     }
 }
+
+/// Builds topic `t` with channels `done` (finished the first 6 of 10 messages) and `idle`
+/// (finished nothing), closed cleanly.
+fn two_channels(fs: &SimFs, clock: &std::sync::Arc<nsq_engine::ManualClock>) {
+    let engine = open(fs, clock);
+    for channel in ["done", "idle"] {
+        engine
+            .create_channel("t", channel, nsq_engine::ChannelStart::Default)
+            .expect("channel");
+    }
+    let topic = engine.topic("t").expect("topic");
+    for i in 0..10 {
+        topic.publish(&[format!("m{i}")], 0).expect("publish");
+    }
+    let c = engine.channel("t", "done").expect("channel");
+    let mut got = Vec::new();
+    c.take(engine.now(), 1, 60 * SEC, 6, &mut got)
+        .expect("take");
+    finish_all(&engine, "t", "done", &got);
+    engine.close().expect("close");
+}
+
+/// A missing `meta` costs no channel: every cursor file is taken back in with its position,
+/// and verify says what is wrong until repair (or the next open) writes `meta` again.
+#[test]
+fn a_missing_meta_keeps_every_channel_and_its_position() {
+    let (fs, clock) = sim();
+    two_channels(&fs, &clock);
+    fs.remove_file(Path::new("/data/meta"))
+        .expect("remove meta");
+    let report =
+        nsq_engine::check::verify(&fs, Path::new("/data"), None, &mut |_| {}).expect("verify runs");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == nsq_engine::check::FindingKind::Meta && f.detail.contains("missing")),
+        "{:?}",
+        report.findings
+    );
+    let engine = open(&fs, &clock);
+    let adopted: Vec<&str> = engine
+        .recovery_events()
+        .iter()
+        .filter_map(|e| match e {
+            RecoveryEvent::AdoptedChannel { channel, .. } => Some(channel.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adopted, vec!["done", "idle"]);
+    assert_eq!(
+        bodies(&take_all(&engine, "t", "done")),
+        vec!["m6", "m7", "m8", "m9"]
+    );
+    assert_eq!(take_all(&engine, "t", "idle").len(), 10);
+    engine.close().expect("close");
+    let report =
+        nsq_engine::check::verify(&fs, Path::new("/data"), None, &mut |_| {}).expect("verify runs");
+    assert!(report.is_sound(), "{:?}", report.findings);
+}
+
+/// A cursor file `meta` does not name (stale `meta`) is reported by verify, written into
+/// `meta` by repair, and taken back in by the engine; never deleted.
+#[test]
+fn a_cursor_file_meta_does_not_name_is_repaired_not_deleted() {
+    let (fs, clock) = sim();
+    two_channels(&fs, &clock);
+    let meta = fs.file_data(Path::new("/data/meta")).expect("meta");
+    {
+        let engine = open(&fs, &clock);
+        engine
+            .create_channel("t", "late", nsq_engine::ChannelStart::Earliest)
+            .expect("channel");
+        engine.close().expect("close");
+    }
+    overwrite(&fs, Path::new("/data/meta"), &meta);
+    let report =
+        nsq_engine::check::verify(&fs, Path::new("/data"), None, &mut |_| {}).expect("verify runs");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == nsq_engine::check::FindingKind::Meta && f.detail.contains("late")),
+        "{:?}",
+        report.findings
+    );
+    let repaired = nsq_engine::check::repair(&fs, Path::new("/data"), None, false, &mut |_| {})
+        .expect("repair");
+    assert!(
+        repaired
+            .actions
+            .iter()
+            .any(|a| a.what.contains("channel t/late")),
+        "{:?}",
+        repaired.actions
+    );
+    let report =
+        nsq_engine::check::verify(&fs, Path::new("/data"), None, &mut |_| {}).expect("verify runs");
+    assert!(report.is_sound(), "{:?}", report.findings);
+    let engine = open(&fs, &clock);
+    assert_eq!(take_all(&engine, "t", "late").len(), 10);
+}

@@ -4,6 +4,7 @@
 //! The binaries must be built first (`cargo build --workspace --bins`, which `tests/run.sh`
 //! does); they are looked up next to the test executable's `target/<profile>` directory.
 
+pub mod auth_server;
 pub mod http;
 pub mod lookupd;
 pub mod process;

@@ -221,11 +221,23 @@ fn cursor_past_the_log_is_clamped_on_start() {
 
 #[test]
 fn damaged_meta_refuses_to_start_until_repaired() {
+    damaged_meta_is_repaired(|bytes| {
+        let at = bytes.len() - 3;
+        bytes[at] ^= 0xff;
+    });
+}
+
+#[test]
+fn flipped_bit_in_metas_version_field_is_damage_that_repair_fixes() {
+    // Once "format version 8193, this build reads up to 1": a brick no tool would touch.
+    damaged_meta_is_repaired(|bytes| bytes[10] ^= 0x20);
+}
+
+fn damaged_meta_is_repaired(damage: impl Fn(&mut Vec<u8>)) {
     let mut nsqd = stopped_nsqd();
     let meta = nsqd.data_path().join("meta");
     let mut bytes = std::fs::read(&meta).expect("read");
-    let at = bytes.len() - 3;
-    bytes[at] ^= 0xff;
+    damage(&mut bytes);
     std::fs::write(&meta, &bytes).expect("write");
     let out = Command::new(binary("nsqd"))
         .arg("--data-path")
@@ -245,4 +257,36 @@ fn damaged_meta_refuses_to_start_until_repaired() {
     repair(&nsqd);
     nsqd.restart();
     expect_all_but(&drain(&nsqd), &[]);
+}
+
+#[test]
+fn missing_meta_loses_no_channel() {
+    let mut nsqd = stopped_nsqd();
+    nsqd.restart();
+    assert_eq!(
+        http_post(&nsqd.url("/channel/create?topic=t&channel=other"), b"").status,
+        200
+    );
+    expect_all_but(&drain(&nsqd), &[]);
+    assert!(nsqd.terminate().success());
+    std::fs::remove_file(nsqd.data_path().join("meta")).expect("remove meta");
+    let verify = nsq_log(nsqd.data_path(), &["verify"]);
+    let said = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(!verify.status.success(), "verify must report it: {said}");
+    assert!(said.contains("meta is missing"), "{said}");
+    nsqd.restart();
+    // Channel c finished everything before: nothing comes back. The other channel was created
+    // after the messages were published (NSQ: it sees only newer ones) and keeps its place too.
+    assert_eq!(drain(&nsqd), Vec::<String>::new());
+    let stats = nsq_tests::http_get(&nsqd.url("/stats?format=json&topic=t")).json();
+    let channels: Vec<&str> = stats["topics"][0]["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .filter_map(|c| c["channel_name"].as_str())
+        .collect();
+    assert_eq!(channels, vec!["c", "other"], "{stats}");
+    assert_no_panic(&nsqd);
+    assert!(nsqd.terminate().success());
+    assert!(nsq_log(nsqd.data_path(), &["verify"]).status.success());
 }

@@ -363,3 +363,33 @@ fn nsqd_restarts_on_a_full_disk_and_serves_what_it_holds() {
     let mut consumer = consumer(&nsqd);
     consume_all(&mut consumer, &acked);
 }
+
+#[test]
+fn a_new_topic_refused_on_a_full_disk_does_not_block_the_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some((_fs, data)) = mount_data_dir(dir.path()) else {
+        return;
+    };
+    let mut nsqd = start(&data);
+    let mut next = 0;
+    let mut acked = Vec::new();
+    publish_until_full(&nsqd, &mut next, &mut acked);
+    let created = http_post(&nsqd.url("/topic/create?topic=fresh"), b"");
+    assert_eq!(created.status, 500, "{}", created.body);
+    let published = http_post(&nsqd.url("/pub?topic=fresh2"), b"hello");
+    assert_eq!(published.status, 500, "{}", published.body);
+    assert!(!data.join("topics/fresh").exists(), "nothing left behind");
+    assert!(!data.join("topics/fresh2").exists(), "nothing left behind");
+    nsqd.kill9();
+    nsqd.restart();
+    let topics = http_get(&nsqd.url("/stats?format=json")).json();
+    let names: Vec<&str> = topics["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .filter_map(|t| t["topic_name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["full"]);
+    let mut consumer = consumer(&nsqd);
+    consume_all(&mut consumer, &acked);
+}

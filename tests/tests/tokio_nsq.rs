@@ -221,3 +221,39 @@ async fn compressed_connections_work() {
     let seen = consume_all(&mut c, &more, 0).await;
     assert_attempts(&seen, &[1]);
 }
+
+/// tokio-nsq's TLS: a rustls 0.19 client trusting the test's CA, verifying `localhost`.
+fn tls_shared(pki: &nsq_tests::tls::Pki) -> NSQConfigShared {
+    let mut config = rustls019::ClientConfig::new();
+    let pem = std::fs::read(&pki.ca).expect("read CA");
+    let (added, _) = config
+        .root_store
+        .add_pem_file(&mut &pem[..])
+        .expect("CA PEM");
+    assert_eq!(added, 1);
+    shared().set_tls(
+        tokio_nsq::NSQConfigSharedTLS::new("localhost")
+            .set_client_config(std::sync::Arc::new(config)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_producer_and_consumer() {
+    let pki = nsq_tests::tls::Pki::new();
+    let mut flags = pki.nsqd_flags();
+    flags.push(format!(
+        "--https-address=127.0.0.1:{}",
+        nsq_tests::free_port()
+    ));
+    // TCP clients must upgrade: a plain fallback would fail here rather than pass silently.
+    flags.push("--tls-required=tcp-https".into());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let nsqd = Nsqd::start(&flags);
+    let messages = bodies("tls", 200);
+    let mut c = consumer(&nsqd, "tokio_tls", "c", tls_shared(&pki));
+    publish(&nsqd, "tokio_tls", &messages, tls_shared(&pki)).await;
+    let seen = consume_all(&mut c, &messages, 0).await;
+    assert_eq!(seen.len(), 200);
+    assert_attempts(&seen, &[1]);
+    assert!(nsqd.log().contains("upgrading connection to TLS"));
+}

@@ -40,12 +40,32 @@ pub struct Args {
     /// Throttle messages to n/second. 0 to disable
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// option to passthrough to nsq.Producer as name,value (TLS and AUTH: tls_v1,
+    /// tls_root_ca_file, tls_insecure_skip_verify, tls_cert, tls_key, auth_secret; may be given
+    /// multiple times)
+    #[arg(long = "producer-opt")]
+    pub producer_opts: Vec<String>,
     /// print version string
     #[arg(long)]
     pub version: bool,
 }
 
 impl Args {
+    /// The producer configuration `--producer-opt` describes.
+    pub fn producer_config(&self) -> Result<Config, Error> {
+        let mut config = Config::default();
+        for opt in &self.producer_opts {
+            let bad = |why: String| Error::Usage(format!("invalid --producer-opt {opt:?}{why}"));
+            let (name, value) = opt.split_once(',').ok_or_else(|| bad(String::new()))?;
+            match config.set_tls_or_auth(name, value) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(bad(format!(": {e}"))),
+                None => return Err(bad(": unknown option".to_string())),
+            }
+        }
+        Ok(config)
+    }
+
     /// Checks the flags; returns the delimiter byte.
     pub fn validate(&self) -> Result<u8, Error> {
         if self.topic.is_empty() {
@@ -73,10 +93,11 @@ const BATCH_COUNT: usize = 500;
 /// Without `--rate`, records already read are sent together as one MPUB per nsqd.
 pub async fn run<R: AsyncRead + Unpin>(args: &Args, mut input: BufReader<R>) -> Result<u64, Error> {
     let delimiter = args.validate()?;
+    let config = args.producer_config()?;
     let producers: Vec<Producer> = args
         .nsqd_tcp_addresses
         .iter()
-        .map(|a| Producer::new(a, Config::default()))
+        .map(|a| Producer::new(a, config.clone()))
         .collect();
     for producer in &producers {
         producer.connect().await?;

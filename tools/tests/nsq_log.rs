@@ -436,7 +436,7 @@ fn data_path_defaults_to_the_current_directory() {
 #[test]
 fn recovery_events_are_reported_on_stderr() {
     let dir = build_data_dir();
-    // A stray cursor file with no channel in the metadata: recovery removes it.
+    // An unreadable cursor file the metadata does not name: recovery ignores it and says so.
     let stray = dir.path().join("topics/events/channels/ghost.cursor");
     assert!(stray.parent().is_some_and(Path::is_dir), "layout changed");
     std::fs::write(&stray, b"junk").expect("write stray");

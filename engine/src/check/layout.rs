@@ -102,3 +102,42 @@ pub fn list_topics(
     }
     Ok(out)
 }
+
+/// What the directory itself says exists: each topic directory (topic name, its path) with the
+/// channels that have a cursor file, sorted. This is what `meta` is rebuilt from.
+pub fn catalogue(fs: &dyn FileSystem, data: &Path) -> Result<Vec<(String, PathBuf, Vec<String>)>> {
+    let topics_dir = data.join("topics");
+    let mut out = Vec::new();
+    if !fs.exists(&topics_dir) {
+        return Ok(out);
+    }
+    for entry in fs
+        .read_dir(&topics_dir)
+        .map_err(|e| Error::io(&topics_dir, e))?
+    {
+        let Some(topic) = name::from_dir_name(&entry.name).filter(|_| entry.is_dir) else {
+            continue;
+        };
+        let dir = topics_dir.join(&entry.name);
+        let channels_dir = dir.join("channels");
+        let mut channels = Vec::new();
+        if fs.exists(&channels_dir) {
+            for c in fs
+                .read_dir(&channels_dir)
+                .map_err(|e| Error::io(&channels_dir, e))?
+            {
+                if let Some(channel) = c
+                    .name
+                    .strip_suffix(".cursor")
+                    .filter(|n| !c.is_dir && name::is_valid(n) && !name::is_ephemeral(n))
+                {
+                    channels.push(channel.to_string());
+                }
+            }
+        }
+        channels.sort();
+        out.push((topic, dir, channels));
+    }
+    out.sort();
+    Ok(out)
+}

@@ -15,7 +15,7 @@ mod repair;
 pub mod scan;
 mod verify;
 
-pub use layout::{list_topics, TopicFiles};
+pub use layout::{catalogue, list_topics, TopicFiles};
 pub use repair::{repair, RepairAction, RepairReport};
 pub use verify::{total_bytes, verify, VerifyReport};
 

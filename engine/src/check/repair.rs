@@ -14,7 +14,6 @@ use crate::fs::{FileSystem, OpenMode};
 use crate::id::MessageId;
 use crate::index::{self, IndexEntry};
 use crate::meta::{ChannelMeta, Meta, TopicMeta};
-use crate::name;
 use crate::record;
 use crate::segment::{self, HEADER_LEN};
 use serde::Serialize;
@@ -130,62 +129,75 @@ impl Repairer<'_> {
         });
     }
 
-    /// Rebuilds an unreadable `meta` from the directory: every topic directory (salt derived
-    /// from its records on open), every channel with a cursor file, nothing paused. The old
-    /// file is kept as `meta.quarantine`. Returns whether it had to.
+    /// Makes `meta` match the directory. An unreadable one is rebuilt from the directory
+    /// (every topic directory, salt derived from its records on open; every channel with a
+    /// cursor file; nothing paused) and the old file kept as `meta.quarantine`. A missing one
+    /// is rebuilt the same way; a readable one gains the topic directories and cursor files it
+    /// does not name. Returns whether an unreadable file was replaced.
     fn meta(&mut self, data: &Path) -> Result<bool> {
         let path = data.join("meta");
-        let reason = match Meta::load(self.fs, &path) {
-            Ok(_) => return Ok(false),
-            Err(Error::Corrupt { reason, .. }) => reason,
-            Err(e) => return Err(e),
-        };
-        let mut meta = Meta::default();
-        let topics_dir = data.join("topics");
-        let entries = if self.fs.exists(&topics_dir) {
-            self.fs.read_dir(&topics_dir).at(&topics_dir)?
+        let (mut meta, unreadable) = if !self.fs.exists(&path) {
+            (Meta::default(), None)
         } else {
-            Vec::new()
+            match Meta::load(self.fs, &path) {
+                Ok(meta) => (meta, None),
+                Err(Error::Corrupt { reason, .. }) => (Meta::default(), Some(reason)),
+                Err(e @ Error::UnsupportedVersion { .. }) => (Meta::default(), Some(e.to_string())),
+                Err(e) => return Err(e),
+            }
         };
-        for entry in entries {
-            let Some(topic) = name::from_dir_name(&entry.name) else {
-                continue;
+        let missing = !self.fs.exists(&path);
+        let mut added = Vec::new();
+        for (topic, _, channels) in super::layout::catalogue(self.fs, data)? {
+            let i = match meta.topics.iter().position(|t| t.name == topic) {
+                Some(i) => i,
+                None => {
+                    meta.topics.push(TopicMeta {
+                        name: topic.clone(),
+                        salt: u64::MAX,
+                        paused: false,
+                        backlog_start: 0,
+                        retention: None,
+                        channels: Vec::new(),
+                    });
+                    added.push(format!("topic {topic}"));
+                    meta.topics.len() - 1
+                }
             };
-            let channels_dir = topics_dir.join(&entry.name).join("channels");
-            let mut channels = Vec::new();
-            if self.fs.exists(&channels_dir) {
-                for c in self.fs.read_dir(&channels_dir).at(&channels_dir)? {
-                    if let Some(channel) =
-                        c.name.strip_suffix(".cursor").filter(|n| name::is_valid(n))
-                    {
-                        channels.push(ChannelMeta {
-                            name: channel.to_string(),
-                            paused: false,
-                        });
-                    }
+            let known = &mut meta.topics[i].channels;
+            for channel in channels {
+                if !known.iter().any(|c| c.name == channel) {
+                    added.push(format!("channel {topic}/{channel}"));
+                    known.push(ChannelMeta {
+                        name: channel,
+                        paused: false,
+                    });
                 }
             }
-            channels.sort_by(|a, b| a.name.cmp(&b.name));
-            meta.topics.push(TopicMeta {
-                name: topic,
-                salt: u64::MAX,
-                paused: false,
-                backlog_start: 0,
-                retention: None,
-                channels,
-            });
         }
-        self.act(&path, format!(
-            "meta unreadable ({reason}): rebuilt from the directory ({} topic(s)); pauses and retention overrides are reset",
-            meta.topics.len()
-        ));
+        let what = match (&unreadable, missing) {
+            (Some(reason), _) => format!(
+                "meta unreadable ({reason}): rebuilt from the directory ({} topic(s)); pauses and retention overrides are reset",
+                meta.topics.len()
+            ),
+            (None, true) if meta.topics.is_empty() => return Ok(false),
+            (None, true) => format!(
+                "meta missing: rebuilt from the directory ({} topic(s)); pauses and retention overrides are reset",
+                meta.topics.len()
+            ),
+            (None, false) if added.is_empty() => return Ok(false),
+            (None, false) => format!("meta did not name {}: added", added.join(", ")),
+        };
+        self.act(&path, what);
         if !self.dry_run {
-            let old = self.fs.read_all(&path).at(&path)?;
-            let kept = data.join("meta.quarantine");
-            self.fs.write_atomic(&kept, &old).at(&kept)?;
+            if unreadable.is_some() {
+                let old = self.fs.read_all(&path).at(&path)?;
+                let kept = data.join("meta.quarantine");
+                self.fs.write_atomic(&kept, &old).at(&kept)?;
+            }
             meta.store(self.fs, &path)?;
         }
-        Ok(true)
+        Ok(unreadable.is_some())
     }
 
     /// Repairs one topic's segments and indexes; returns its first and end offsets.

@@ -92,14 +92,71 @@ pub fn verify(
             ));
             return Ok(report);
         }
+        Err(e @ Error::UnsupportedVersion { .. }) => {
+            report.findings.push(finding(
+                FindingKind::Meta,
+                &data.join("meta"),
+                Some(8),
+                None,
+                e.to_string(),
+            ));
+            return Ok(report);
+        }
         Err(e) => return Err(e),
     };
+    if only.is_none() {
+        verify_meta_names_everything(fs, data, &mut report)?;
+    }
     for topic in &topics {
         report.topics += 1;
         let end = verify_topic(fs, topic, &mut report, progress)?;
         verify_cursors(fs, topic, end, &mut report)?;
     }
     Ok(report)
+}
+
+/// Reports a missing `meta`, and topic directories or cursor files it does not name (nsqd
+/// adopts them on start; `nsq_log repair` writes them into `meta`).
+fn verify_meta_names_everything(
+    fs: &dyn FileSystem,
+    data: &Path,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let meta = data.join("meta");
+    let on_disk = super::layout::catalogue(fs, data)?;
+    if !fs.exists(&meta) {
+        if !on_disk.is_empty() {
+            let detail = format!(
+                "meta is missing but {} topic director(ies) exist; `nsq_log repair` rebuilds it from the directory",
+                on_disk.len()
+            );
+            report
+                .findings
+                .push(finding(FindingKind::Meta, &meta, None, None, detail));
+        }
+        return Ok(());
+    }
+    let named = crate::meta::Meta::load(fs, &meta)?;
+    for (topic, dir, channels) in on_disk {
+        let Some(known) = named.topics.iter().find(|t| t.name == topic) else {
+            let detail = format!("topic directory {topic} is not in meta");
+            report
+                .findings
+                .push(finding(FindingKind::Meta, &dir, None, None, detail));
+            continue;
+        };
+        for channel in channels
+            .iter()
+            .filter(|c| !known.channels.iter().any(|k| &&k.name == c))
+        {
+            let path = dir.join("channels").join(format!("{channel}.cursor"));
+            let detail = format!("channel {topic}/{channel} has a cursor file but is not in meta");
+            report
+                .findings
+                .push(finding(FindingKind::Meta, &path, None, None, detail));
+        }
+    }
+    Ok(())
 }
 
 /// Checks one topic's segments and indexes; returns the offset after its last good record.

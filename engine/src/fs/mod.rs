@@ -101,6 +101,28 @@ pub trait FileSystem: Send + Sync + Debug {
     /// Fails with `WouldBlock` when another holder has it.
     fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn FsLock>>;
 
+    /// Creates a directory and its missing parents, and makes each new entry durable by
+    /// fsyncing the directory that holds it: a directory whose files a promise depends on
+    /// must not vanish in a power cut.
+    fn create_dir_durable(&self, path: &Path) -> io::Result<()> {
+        let mut missing = Vec::new();
+        let mut at = Some(path);
+        while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty()) {
+            if self.exists(dir) {
+                break;
+            }
+            missing.push(dir);
+            at = dir.parent();
+        }
+        self.create_dir_all(path)?;
+        for dir in missing.iter().rev() {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                self.sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a whole file into memory.
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
         let file = self.open(path, OpenMode::Read)?;

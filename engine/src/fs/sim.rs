@@ -9,7 +9,8 @@
 //! namespaces, so a renamed file is the same file under its new name.
 //!
 //! Simplifications, all on the harsh or the simple side:
-//! - Directories made by `create_dir_all` are durable at once (no need to sync their parent).
+//! - A directory made by `create_dir_all` is, like any entry, durable only once its parent
+//!   directory is synced (the strict model: a power cut before that loses it and its files).
 //! - Each directory's entries become durable on their own, so a rename across two directories
 //!   may survive a cut in one and not the other (a journaling file system would never do that).
 //! - Relative paths resolve from the root like absolute ones, and `..` is resolved lexically.
@@ -519,10 +520,9 @@ impl FileSystem for SimFs {
                     ));
                 }
                 None => {
-                    // Durable at once: see the module docs.
+                    // Live only: durable once the parent is synced (see the module docs).
                     let sub = DirRef::default();
-                    guard.live.insert(name.clone(), Node::Dir(Arc::clone(&sub)));
-                    guard.durable.insert(name, Node::Dir(Arc::clone(&sub)));
+                    guard.live.insert(name, Node::Dir(Arc::clone(&sub)));
                     sub
                 }
             };
@@ -656,8 +656,30 @@ mod tests {
     /// A fresh fs with a durable `/data` directory.
     fn fs_with_data_dir() -> SimFs {
         let fs = SimFs::new();
-        fs.create_dir_all(p("/data")).unwrap();
+        fs.create_dir_durable(p("/data")).unwrap();
         fs
+    }
+
+    #[test]
+    fn new_directory_needs_its_parent_synced_to_survive() {
+        let fs = fs_with_data_dir();
+        fs.create_dir_all(p("/data/a/b")).unwrap();
+        let f = create_durable(&fs, "/data/a/b/f");
+        f.sync_data().unwrap();
+        drop(f);
+        fs.power_cut();
+        assert!(
+            !fs.exists(p("/data/a")),
+            "an unsynced directory entry is lost"
+        );
+
+        fs.create_dir_durable(p("/data/a/b")).unwrap();
+        let f = create_durable(&fs, "/data/a/b/f");
+        f.write_all_at(b"kept", 0).unwrap();
+        f.sync_data().unwrap();
+        drop(f);
+        fs.power_cut();
+        assert_eq!(fs.read_all(p("/data/a/b/f")).unwrap(), b"kept");
     }
 
     /// Creates `path` durably (entry synced), empty.
@@ -760,7 +782,7 @@ mod tests {
     #[test]
     fn directories_rename_remove_and_list() {
         let fs = SimFs::new();
-        fs.create_dir_all(p("/data/topic/ch")).unwrap();
+        fs.create_dir_durable(p("/data/topic/ch")).unwrap();
         let f = create_durable(&fs, "/data/topic/seg");
         f.write_all_at(b"1", 0).unwrap();
         f.sync_data().unwrap();
@@ -778,7 +800,7 @@ mod tests {
                 },
             ]
         );
-        // Directories made by create_dir_all are durable at once.
+        // Directories made by create_dir_durable survive.
         fs.power_cut();
         assert!(fs.exists(p("/data/topic/ch")));
 

@@ -156,7 +156,7 @@ impl TopicLog {
         start_offset: u64,
         now: i64,
     ) -> Result<OpenedLog> {
-        fs.create_dir_all(&dir).at(&dir)?;
+        fs.create_dir_durable(&dir).at(&dir)?;
         let mut firsts: Vec<u64> = fs
             .read_dir(&dir)
             .at(&dir)?

@@ -35,6 +35,8 @@ pub struct ClientInfo {
     pub pub_counts: Mutex<BTreeMap<String, u64>>,
     /// The TLS session, once IDENTIFY upgraded the connection.
     pub tls: RwLock<Option<TlsFacts>>,
+    /// After AUTH: (has authorizations, identity, identity URL).
+    pub auth: RwLock<Option<(bool, String, String)>>,
 }
 
 /// The IDENTIFY facts `/stats` reports.
@@ -84,6 +86,15 @@ pub struct ClientStats {
     pub deflate: bool,
     pub snappy: bool,
     pub user_agent: String,
+    /// AUTH granted something (absent when not, as NSQ's `omitempty`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub authed: bool,
+    /// The auth server's identity for the client (absent when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity: String,
+    /// The auth server's identity URL (absent when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity_url: String,
     /// Absent when empty, as NSQ's `omitempty`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pub_counts: Vec<PubCount>,
@@ -145,6 +156,12 @@ impl ClientInfo {
             })
             .collect();
         let tls = self.tls.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (authed, auth_identity, auth_identity_url) = self
+            .auth
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
         ClientStats {
             client_id: identity.client_id,
             hostname: identity.hostname,
@@ -161,6 +178,9 @@ impl ClientInfo {
             deflate: identity.deflate,
             snappy: identity.snappy,
             user_agent: identity.user_agent,
+            authed,
+            auth_identity,
+            auth_identity_url,
             pub_counts,
             tls: tls.is_some(),
             tls_cipher_suite: tls

@@ -100,13 +100,17 @@ pub(super) fn internal(e: impl std::fmt::Display) -> Reply {
 
 /// The router, mounted on `--http-address`.
 pub fn router(nsqd: Arc<Nsqd>) -> Router {
+    let size_check = axum::middleware::from_fn_with_state(
+        nsqd.clone(),
+        super::http_edge::refuse_declared_oversize,
+    );
     Router::new()
         .route("/ping", get_only(ping))
         .route("/info", get_only(info))
         .route("/stats", get_only(stats_handler))
         .route("/metrics", get_only(metrics_handler))
-        .route("/pub", post_only(publish))
-        .route("/mpub", post_only(multi_publish))
+        .route("/pub", post_only(publish).layer(size_check.clone()))
+        .route("/mpub", post_only(multi_publish).layer(size_check))
         .route("/topic/retention", post_only(super::replay::retention))
         .route("/channel/rewind", post_only(super::replay::rewind))
         .route("/topic/{action}", any(topic_action))
@@ -507,10 +511,7 @@ async fn channel_action(
             return super::replay::create_at(&nsqd, &topic, &channel, start).into_response();
         }
         "delete" => engine.delete_channel(&topic, &channel),
-        "empty" => engine
-            .channel(&topic, &channel)
-            .map(|c| c.empty())
-            .ok_or_else(|| EngineError::ChannelNotFound(channel.clone())),
+        "empty" => engine.empty_channel(&topic, &channel),
         "pause" => engine.set_channel_paused(&topic, &channel, true),
         _ => engine
             .set_channel_paused(&topic, &channel, false)

@@ -196,7 +196,7 @@ pub struct IdentifyResponse {
     pub snappy: bool,
     /// Sampling percentage.
     pub sample_rate: i32,
-    /// Whether AUTH is required (never: no auth server support yet).
+    /// Whether AUTH is required (an auth server is configured).
     pub auth_required: bool,
     /// Output buffer size in bytes (1 when disabled, as NSQ reports).
     pub output_buffer_size: usize,

@@ -1,11 +1,13 @@
 //! nsqd: NSQ's daemon over the crash-safe engine. TCP protocol V2 ([`tcp`]), the HTTP API
 //! ([`http`]), and the housekeeping that drives timeouts, fsync timers and cursor persistence.
 
+pub mod auth;
 pub mod clients;
 pub mod compression;
 pub mod context;
 pub mod e2e;
 pub mod http;
+pub mod http_edge;
 pub mod identify;
 pub mod lookup;
 pub mod metrics;
@@ -62,6 +64,9 @@ pub enum NsqdError {
     /// The TLS certificate, key or CA could not be used.
     #[error("failed to build TLS config - {0}")]
     Tls(#[from] tls::TlsError),
+    /// The auth server client could not be set up.
+    #[error("failed to set up the auth client - {0}")]
+    Auth(#[from] auth::AuthError),
     /// `--data-path` is not an existing directory.
     #[error("--data-path {0}: not an existing directory (create it first)")]
     NoDataPath(std::path::PathBuf),
@@ -121,32 +126,37 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     }
     tracing::info!("{}", crate::version::version_line("nsqd"));
     let tls_config = opts.tls.server_config()?;
+    let auth = if opts.auth_http_addresses.is_empty() {
+        None
+    } else {
+        Some(auth::AuthClient::new(
+            opts.auth_http_addresses.clone(),
+            opts.tls.root_ca_file.as_deref(),
+            opts.http_client_connect_timeout,
+            opts.http_client_request_timeout,
+        )?)
+    };
     let engine =
         tokio::task::block_in_place(|| Engine::open(&opts.data_path, engine_options(&opts)))?;
     for event in engine.recovery_events() {
         tracing::warn!("recovery: {event}");
     }
-    let tcp = tokio::net::TcpListener::bind(opts.tcp_address)
-        .await
-        .map_err(|source| NsqdError::Listen {
-            address: opts.tcp_address,
-            source,
-        })?;
-    let http = tokio::net::TcpListener::bind(opts.http_address)
-        .await
-        .map_err(|source| NsqdError::Listen {
-            address: opts.http_address,
-            source,
-        })?;
+    let tcp = crate::listen::bind(opts.tcp_address).map_err(|source| NsqdError::Listen {
+        address: opts.tcp_address,
+        source,
+    })?;
+    let http = crate::listen::bind(opts.http_address).map_err(|source| NsqdError::Listen {
+        address: opts.http_address,
+        source,
+    })?;
     // The bound addresses, not the requested ones: port 0 picks a port, and scripts read it.
     let bound = |l: &tokio::net::TcpListener, asked| l.local_addr().unwrap_or(asked);
     tracing::info!("TCP: listening on {}", bound(&tcp, opts.tcp_address));
     tracing::info!("HTTP: listening on {}", bound(&http, opts.http_address));
     let https = match &tls_config {
         Some(config) => {
-            let listener = tokio::net::TcpListener::bind(opts.https_address)
-                .await
-                .map_err(|source| NsqdError::Listen {
+            let listener =
+                crate::listen::bind(opts.https_address).map_err(|source| NsqdError::Listen {
                     address: opts.https_address,
                     source,
                 })?;
@@ -190,6 +200,7 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
 
     let security = Arc::new(tcp::Security {
         tls: tls_config.map(tokio_rustls::TlsAcceptor::from),
+        auth,
     });
     let tcp_task = tokio::spawn(tcp::serve(tcp, nsqd.clone(), security, stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
@@ -200,9 +211,11 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     } else {
         http::router(nsqd.clone())
     };
+    // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a listener of our own.
+    let http_listener = axum::serve::ListenerExt::tap_io(http_edge::HttpListener(http), |_| {});
     let http_task = tokio::spawn(
         axum::serve(
-            http,
+            http_listener,
             plain_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move {

@@ -1,5 +1,6 @@
 //! The TCP protocol V2 server: one task per connection running NSQ's state machine.
 
+use super::auth::{AuthClient, AuthQuery, AuthState};
 use super::clients::{ClientInfo, Identity};
 use super::compression::{Compression, StreamDecoder, StreamEncoder};
 use super::context::{Nsqd, PublishError};
@@ -30,6 +31,8 @@ const TAKE_BYTES: usize = 256 * 1024;
 pub struct Security {
     /// Set when a certificate is configured: IDENTIFY `tls_v1` upgrades with it.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Set with `--auth-http-address`: clients must AUTH, and PUB/SUB are checked.
+    pub auth: Option<AuthClient>,
 }
 
 /// Accepts connections until `shutdown` flips.
@@ -124,6 +127,8 @@ struct Connection {
     encoder: Option<StreamEncoder>,
     settings: Negotiated,
     sub: Option<Subscription>,
+    /// What AUTH granted (NSQ's `AuthState`), with the secret to ask again on expiry.
+    auth: Option<(AuthState, String)>,
     ready: i64,
     closing: bool,
     /// Our view of what this client holds: id -> (deadline, publish time in Unix ns); engine
@@ -159,6 +164,7 @@ impl Connection {
             encoder: None,
             settings,
             sub: None,
+            auth: None,
             ready: 0,
             closing: false,
             in_flight: HashMap::new(),
@@ -251,6 +257,7 @@ impl Connection {
                     self.last_heard = Instant::now();
                     self.absorb(&raw[..n])?;
                     self.process_commands().await?;
+                    self.journal_finished();
                 }
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(READY_POLL), if self.sub.is_some() => {}
@@ -266,6 +273,16 @@ impl Connection {
                     self.flush().await?;
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Writes the FINs of the commands just processed to the channel's journal (one write per
+    /// read from the socket), so a crash does not deliver them again.
+    fn journal_finished(&self) {
+        if let Some(sub) = &self.sub {
+            if let Err(e) = sub.channel.write_finished() {
+                tracing::warn!(topic = %sub.topic, error = %e, "journaling FINs failed; they are durable with the next cursor persist");
             }
         }
     }
@@ -463,8 +480,8 @@ impl Connection {
         Ok(match command {
             Command::Nop => Ok(()),
             Command::Identify(body) => self.identify(&body).await,
-            Command::Auth(_) => Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled")),
-            Command::Sub { topic, channel } => self.subscribe(&topic, &channel),
+            Command::Auth(secret) => self.authenticate(&secret).await,
+            Command::Sub { topic, channel } => self.subscribe(&topic, &channel).await,
             Command::Rdy(count) => self.set_ready(count),
             Command::Fin(id) => self.finish(&id),
             Command::Req { id, timeout_ms } => self.requeue(&id, timeout_ms),
@@ -551,6 +568,7 @@ impl Connection {
         if request.feature_negotiation {
             let mut response = identify::response(&negotiated, &self.nsqd.opts);
             response.tls_v1 = tls;
+            response.auth_required = self.security.auth.is_some();
             let answer = serde_json::to_vec(&response).map_err(|e| {
                 ProtocolError::fatal("E_IDENTIFY_FAILED", &format!("IDENTIFY failed {e}"))
             })?;
@@ -626,7 +644,127 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, topic: &str, channel: &str) -> Result<(), ProtocolError> {
+    /// AUTH, with NSQ's checks in NSQ's order.
+    async fn authenticate(&mut self, secret: &[u8]) -> Result<(), ProtocolError> {
+        if self.sub.is_some() || self.closing {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                "cannot AUTH in current state",
+            ));
+        }
+        if self
+            .auth
+            .as_ref()
+            .is_some_and(|(s, _)| !s.authorizations.is_empty())
+        {
+            return Err(ProtocolError::fatal("E_INVALID", "AUTH already set"));
+        }
+        if self.security.auth.is_none() {
+            return Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
+        }
+        let secret = String::from_utf8_lossy(secret).into_owned();
+        let state = self.query_auth(&secret).await?;
+        let granted = !state.authorizations.is_empty();
+        let answer = serde_json::json!({
+            "identity": state.identity,
+            "identity_url": state.identity_url,
+            "permission_count": state.authorizations.len(),
+        });
+        self.auth = Some((state, secret));
+        if !granted {
+            return Err(ProtocolError::fatal(
+                "E_UNAUTHORIZED",
+                "AUTH no authorizations found",
+            ));
+        }
+        self.respond(answer.to_string().as_bytes());
+        Ok(())
+    }
+
+    /// Asks the auth server about `secret` for this connection and records the answer for
+    /// `/stats`. Why it failed goes to the log only, as in NSQ (it may describe the server).
+    async fn query_auth(&mut self, secret: &str) -> Result<AuthState, ProtocolError> {
+        let Some(client) = self.security.auth.clone() else {
+            return Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
+        };
+        let remote_ip = self
+            .info
+            .remote_address
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| String::new(), |a| a.ip().to_string());
+        let common_name = self
+            .info
+            .tls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|t| t.common_name.clone())
+            .unwrap_or_default();
+        let query = AuthQuery {
+            remote_ip,
+            tls: self.stream.is_tls(),
+            secret: secret.to_string(),
+            common_name,
+        };
+        match client.query(&query).await {
+            Ok(state) => {
+                *self.info.auth.write().unwrap_or_else(|e| e.into_inner()) = Some((
+                    !state.authorizations.is_empty(),
+                    state.identity.clone(),
+                    state.identity_url.clone(),
+                ));
+                Ok(state)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "PROTOCOL(V2): [{}] AUTH failed {e}",
+                    self.info.remote_address
+                );
+                Err(ProtocolError::fatal("E_AUTH_FAILED", "AUTH failed"))
+            }
+        }
+    }
+
+    /// NSQ's `CheckAuth` for PUB/MPUB/DPUB (`channel` empty) and SUB: AUTH must have come,
+    /// an expired answer is asked for again, and the grants must cover the names.
+    async fn check_auth(
+        &mut self,
+        verb: &str,
+        topic: &str,
+        channel: &str,
+    ) -> Result<(), ProtocolError> {
+        if self.security.auth.is_none() {
+            return Ok(());
+        }
+        let (expired, secret) = match &self.auth {
+            Some((state, secret)) if !state.authorizations.is_empty() => {
+                (state.is_expired(), secret.clone())
+            }
+            _ => {
+                return Err(ProtocolError::fatal(
+                    "E_AUTH_FIRST",
+                    &format!("AUTH required before {verb}"),
+                ))
+            }
+        };
+        if expired {
+            let state = self.query_auth(&secret).await?;
+            self.auth = Some((state, secret));
+        }
+        let allowed = self
+            .auth
+            .as_ref()
+            .is_some_and(|(state, _)| state.allows(topic, channel));
+        if !allowed {
+            return Err(ProtocolError::fatal(
+                "E_UNAUTHORIZED",
+                &format!("AUTH failed for {verb} on {topic:?} {channel:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, topic: &str, channel: &str) -> Result<(), ProtocolError> {
         if self.sub.is_some() || self.closing {
             return Err(ProtocolError::fatal(
                 "E_INVALID",
@@ -656,6 +794,7 @@ impl Connection {
                 &format!("SUB channel name {channel:?} is not valid"),
             ));
         }
+        self.check_auth("SUB", topic, channel).await?;
         let created =
             self.nsqd
                 .engine
@@ -802,6 +941,13 @@ impl Connection {
         deliver_at: i64,
         verb: &str,
     ) -> Result<(), ProtocolError> {
+        if !protocol::is_valid_name(topic) {
+            return Err(ProtocolError::fatal(
+                "E_BAD_TOPIC",
+                &format!("{verb} topic name {topic:?} is not valid"),
+            ));
+        }
+        self.check_auth(verb, topic, "").await?;
         match self.nsqd.publish(topic, bodies, deliver_at).await {
             Ok(_) => {
                 self.info.published(topic, bodies.len() as u64);

@@ -54,6 +54,10 @@ pub struct Config {
     pub hostname: String,
     /// `user_agent` in IDENTIFY.
     pub user_agent: String,
+    /// Ask nsqd to upgrade to TLS (`tls_v1`) with these settings.
+    pub tls: Option<super::TlsSettings>,
+    /// Sent with AUTH when nsqd says `auth_required`.
+    pub auth_secret: Option<String>,
 }
 
 impl Default for Config {
@@ -82,6 +86,8 @@ impl Default for Config {
             client_id: hostname.split('.').next().unwrap_or_default().to_string(),
             hostname,
             user_agent: format!("nsq-tools/{}", env!("CARGO_PKG_VERSION")),
+            tls: None,
+            auth_secret: None,
         }
     }
 }
@@ -91,6 +97,53 @@ impl Config {
     /// heartbeats, as nsqd itself judges clients.
     pub fn read_timeout(&self) -> Duration {
         self.heartbeat_interval.saturating_mul(2) + Duration::from_secs(1)
+    }
+
+    /// go-nsq's TLS and AUTH options by name (`tls_v1`, `tls_root_ca_file`,
+    /// `tls_insecure_skip_verify`, `tls_cert`, `tls_key`, `tls_min_version`, `auth_secret`), as
+    /// `--consumer-opt`/`--producer-opt name,value` give them. `None` for another name; a
+    /// bad value is `Some(Err)`. Any `tls_*` option but `tls_v1,false` turns TLS on.
+    pub fn set_tls_or_auth(&mut self, name: &str, value: &str) -> Option<Result<(), String>> {
+        let flag = || {
+            value
+                .parse::<bool>()
+                .map_err(|_| format!("{name}: {value:?} is not true or false"))
+        };
+        fn tls(tls: &mut Option<super::TlsSettings>) -> &mut super::TlsSettings {
+            tls.get_or_insert_with(Default::default)
+        }
+        let result = match name {
+            "tls_v1" => flag().map(|on| {
+                if on {
+                    tls(&mut self.tls);
+                } else {
+                    self.tls = None;
+                }
+            }),
+            "tls_root_ca_file" => {
+                tls(&mut self.tls).root_ca_file = Some(value.into());
+                Ok(())
+            }
+            "tls_insecure_skip_verify" => {
+                flag().map(|on| tls(&mut self.tls).insecure_skip_verify = on)
+            }
+            "tls_cert" => {
+                tls(&mut self.tls).cert = Some(value.into());
+                Ok(())
+            }
+            "tls_key" => {
+                tls(&mut self.tls).key = Some(value.into());
+                Ok(())
+            }
+            // rustls speaks TLS 1.2 and 1.3 only; accepted so go-nsq command lines work.
+            "tls_min_version" => Ok(()),
+            "auth_secret" => {
+                self.auth_secret = Some(value.to_string());
+                Ok(())
+            }
+            _ => return None,
+        };
+        Some(result)
     }
 
     /// The requeue delay for a message that failed on its `attempts`-th delivery.
@@ -132,5 +185,27 @@ mod tests {
         assert_eq!(config.backoff_duration(1), Duration::from_secs(1));
         assert_eq!(config.backoff_duration(3), Duration::from_secs(4));
         assert_eq!(config.backoff_duration(40), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn tls_and_auth_options_by_name() {
+        let mut config = Config::default();
+        assert!(config.set_tls_or_auth("max_in_flight", "5").is_none());
+        assert_eq!(
+            config.set_tls_or_auth("tls_root_ca_file", "/ca.pem"),
+            Some(Ok(()))
+        );
+        assert_eq!(config.set_tls_or_auth("auth_secret", "s"), Some(Ok(())));
+        assert_eq!(
+            config.tls.as_ref().and_then(|t| t.root_ca_file.clone()),
+            Some("/ca.pem".into())
+        );
+        assert_eq!(config.auth_secret.as_deref(), Some("s"));
+        assert!(matches!(
+            config.set_tls_or_auth("tls_v1", "yes"),
+            Some(Err(_))
+        ));
+        assert_eq!(config.set_tls_or_auth("tls_v1", "false"), Some(Ok(())));
+        assert!(config.tls.is_none());
     }
 }

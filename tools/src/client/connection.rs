@@ -1,5 +1,6 @@
 //! One TCP connection to nsqd speaking protocol V2: connect, magic, IDENTIFY with feature
-//! negotiation, then frames in and commands out. Producer and consumer build on this.
+//! negotiation (TLS, then compression, in NSQ's order), AUTH when nsqd asks for it, then
+//! frames in and commands out. Producer and consumer build on this.
 
 use super::config::Config;
 use super::error::{Error, Result};
@@ -8,8 +9,7 @@ use nsq_server::nsqd::compression::{Compression, StreamDecoder, StreamEncoder};
 use nsq_server::protocol::{decode_frame, Command, Frame, MAGIC_V2};
 use serde_json::json;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -25,12 +25,21 @@ pub struct Negotiated {
     pub msg_timeout: Duration,
     /// `"snappy"` or `"deflate"` when the stream is compressed.
     pub compression: Option<&'static str>,
+    /// The connection upgraded to TLS.
+    pub tls: bool,
+    /// nsqd asked for AUTH (and got it).
+    pub auth_required: bool,
 }
+
+/// The socket's read side, plain or TLS.
+type ReadSide = Box<dyn AsyncRead + Unpin + Send>;
+/// The socket's write side, plain or TLS.
+type WriteSide = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// The reading half: decodes frames, keeping partial ones between calls so that `next` can
 /// be cancelled (used in `select!`) without losing bytes.
 pub(crate) struct FrameReader {
-    half: OwnedReadHalf,
+    half: ReadSide,
     /// Protocol bytes not yet decoded into frames.
     buf: BytesMut,
     /// Socket bytes, before decompression.
@@ -99,7 +108,7 @@ impl FrameReader {
 
 /// The writing half, compressing once compression is negotiated.
 pub(crate) struct FrameWriter {
-    half: OwnedWriteHalf,
+    half: WriteSide,
     encoder: Option<StreamEncoder>,
     scratch: Vec<u8>,
     addr: String,
@@ -124,6 +133,11 @@ impl FrameWriter {
         self.half
             .write_all(wire)
             .await
+            .map_err(|e| Error::io(&self.addr, e))?;
+        // TLS holds records until flushed; plain TCP's flush does nothing.
+        self.half
+            .flush()
+            .await
             .map_err(|e| Error::io(&self.addr, e))
     }
 }
@@ -142,20 +156,6 @@ pub(crate) async fn connect(addr: &str, config: &Config) -> Result<Connection> {
         .map_err(|_| Error::Timeout(addr.to_string()))?
         .map_err(|e| Error::io(addr, e))?;
     let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
-    let mut reader = FrameReader {
-        half: read,
-        buf: BytesMut::new(),
-        raw: BytesMut::new(),
-        decoder: None,
-        addr: addr.to_string(),
-    };
-    let mut writer = FrameWriter {
-        half: write,
-        encoder: None,
-        scratch: Vec::new(),
-        addr: addr.to_string(),
-    };
     let mut identify = json!({
         "client_id": config.client_id,
         "hostname": config.hostname,
@@ -163,6 +163,9 @@ pub(crate) async fn connect(addr: &str, config: &Config) -> Result<Connection> {
         "feature_negotiation": true,
         "heartbeat_interval": config.heartbeat_interval.as_millis() as i64,
     });
+    if config.tls.is_some() {
+        identify["tls_v1"] = json!(true);
+    }
     if let Some(timeout) = config.msg_timeout {
         identify["msg_timeout"] = json!(timeout.as_millis() as i64);
     }
@@ -174,11 +177,74 @@ pub(crate) async fn connect(addr: &str, config: &Config) -> Result<Connection> {
     }
     let mut out = BytesMut::from(&MAGIC_V2[..]);
     Command::Identify(identify.to_string().into()).encode(&mut out);
-    writer.send(&out).await?;
-    let answer = tokio::time::timeout(config.http_timeout, expect_response(&mut reader))
+    // Until the TLS decision the socket stays whole: the handshake needs all of it.
+    let mut stream = stream;
+    stream
+        .write_all(&out)
         .await
-        .map_err(|_| Error::Timeout(addr.to_string()))??;
-    let (negotiated, compression) = parse_identify(&answer);
+        .map_err(|e| Error::io(addr, e))?;
+    let mut buf = BytesMut::new();
+    let answer = tokio::time::timeout(
+        config.http_timeout,
+        first_response(&mut stream, &mut buf, addr),
+    )
+    .await
+    .map_err(|_| Error::Timeout(addr.to_string()))??;
+    let (mut negotiated, compression, tls, auth_required) = parse_identify(&answer);
+    let (read, write): (ReadSide, WriteSide) = match (tls, &config.tls) {
+        (true, Some(settings)) => {
+            if !buf.is_empty() {
+                return Err(Error::BadFrame {
+                    addr: addr.to_string(),
+                    reason: "data before the TLS handshake".to_string(),
+                });
+            }
+            let connector = tokio_rustls::TlsConnector::from(settings.client_config()?);
+            let name = super::tls::server_name(addr)?;
+            let session =
+                tokio::time::timeout(config.http_timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| Error::Timeout(addr.to_string()))?
+                    .map_err(|e| Error::Tls(format!("{addr}: handshake failed: {e}")))?;
+            negotiated.tls = true;
+            let (read, write) = tokio::io::split(session);
+            (Box::new(read), Box::new(write))
+        }
+        (false, Some(_)) => {
+            tracing::warn!("{addr}: nsqd does not offer TLS; the connection stays in plain text");
+            let (read, write) = stream.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        _ => {
+            let (read, write) = stream.into_split();
+            (Box::new(read), Box::new(write))
+        }
+    };
+    let mut reader = FrameReader {
+        half: read,
+        buf,
+        raw: BytesMut::new(),
+        decoder: None,
+        addr: addr.to_string(),
+    };
+    let mut writer = FrameWriter {
+        half: write,
+        encoder: None,
+        scratch: Vec::new(),
+        addr: addr.to_string(),
+    };
+    if negotiated.tls {
+        // nsqd's OK comes over TLS; a refused client certificate ends the connection here.
+        tokio::time::timeout(config.http_timeout, expect_response(&mut reader))
+            .await
+            .map_err(|_| Error::Timeout(addr.to_string()))?
+            .map_err(|e| match e {
+                Error::Closed(_) | Error::Io { .. } => {
+                    Error::Tls(format!("{addr}: nsqd refused the TLS session ({e})"))
+                }
+                other => other,
+            })?;
+    }
     if let Some(kind) = compression {
         // Both directions switch now; nsqd confirms with an OK inside the new stream.
         reader.start_decompressing(&kind)?;
@@ -186,6 +252,25 @@ pub(crate) async fn connect(addr: &str, config: &Config) -> Result<Connection> {
         tokio::time::timeout(config.http_timeout, expect_response(&mut reader))
             .await
             .map_err(|_| Error::Timeout(addr.to_string()))??;
+    }
+    if auth_required {
+        let secret = config
+            .auth_secret
+            .clone()
+            .ok_or_else(|| Error::AuthRequired(addr.to_string()))?;
+        let mut out = BytesMut::new();
+        Command::Auth(secret.into_bytes().into()).encode(&mut out);
+        writer.send(&out).await?;
+        let answer = tokio::time::timeout(config.http_timeout, expect_response(&mut reader))
+            .await
+            .map_err(|_| Error::Timeout(addr.to_string()))??;
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        tracing::info!(
+            "{addr}: authenticated as {:?} ({} permissions)",
+            answer["identity"].as_str().unwrap_or_default(),
+            answer["permission_count"]
+        );
+        negotiated.auth_required = true;
     }
     Ok(Connection {
         reader,
@@ -211,14 +296,50 @@ pub(crate) async fn expect_response(reader: &mut FrameReader) -> Result<bytes::B
     }
 }
 
+/// IDENTIFY's answer, read from the whole socket (before any TLS upgrade). Bytes after it
+/// stay in `buf`.
+async fn first_response(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    addr: &str,
+) -> Result<bytes::Bytes> {
+    loop {
+        match decode_frame(buf, MAX_FRAME) {
+            Ok(Some(Frame::Response(data))) if &data[..] == b"_heartbeat_" => continue,
+            Ok(Some(Frame::Response(data))) => return Ok(data),
+            Ok(Some(Frame::Error(data))) => return Err(Error::from_frame(&data)),
+            Ok(Some(Frame::Message { .. })) => {
+                return Err(Error::BadFrame {
+                    addr: addr.to_string(),
+                    reason: "message before SUB".to_string(),
+                })
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Error::BadFrame {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+        buf.reserve(4096);
+        let n = stream.read_buf(buf).await.map_err(|e| Error::io(addr, e))?;
+        if n == 0 {
+            return Err(Error::Closed(addr.to_string()));
+        }
+    }
+}
+
 /// Reads IDENTIFY's answer: JSON under feature negotiation, a bare `OK` from old servers.
-/// Also says which compression nsqd switched on.
-fn parse_identify(answer: &[u8]) -> (Negotiated, Option<Compression>) {
+/// Also says which compression nsqd switched on, whether TLS follows and whether AUTH is needed.
+fn parse_identify(answer: &[u8]) -> (Negotiated, Option<Compression>, bool, bool) {
     let value: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
     let negotiated = Negotiated {
         max_rdy_count: value["max_rdy_count"].as_i64().unwrap_or(2500).max(1),
         msg_timeout: Duration::from_millis(value["msg_timeout"].as_u64().unwrap_or(60_000)),
         compression: None,
+        tls: false,
+        auth_required: false,
     };
     let compression = if value["snappy"] == true {
         Some(Compression::Snappy)
@@ -238,6 +359,8 @@ fn parse_identify(answer: &[u8]) -> (Negotiated, Option<Compression>) {
             ..negotiated
         },
         compression,
+        value["tls_v1"] == true,
+        value["auth_required"] == true,
     )
 }
 

@@ -46,6 +46,12 @@ pub enum Error {
         /// The status or parse failure.
         reason: String,
     },
+    /// TLS could not be set up (bad certificate files, handshake refused).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// nsqd requires AUTH and no `auth_secret` is configured.
+    #[error("{0}: nsqd requires AUTH (set auth_secret)")]
+    AuthRequired(String),
     /// The consumer or producer has been stopped.
     #[error("stopped")]
     Stopped,

@@ -36,6 +36,7 @@ pub mod lookup;
 mod message;
 mod producer;
 mod session;
+mod tls;
 
 pub use backoff::{BackoffState, RdyPlanner};
 pub use config::{hostname, Config};
@@ -44,3 +45,4 @@ pub use consumer::{Consumer, ConsumerStats, HandlerResult};
 pub use error::{Error, Result};
 pub use message::Message;
 pub use producer::Producer;
+pub use tls::TlsSettings;

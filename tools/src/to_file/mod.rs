@@ -193,6 +193,9 @@ impl Args {
 pub fn apply_consumer_opt(config: &mut Config, opt: &str) -> Result<(), Error> {
     let bad = || Error::Usage(format!("invalid --consumer-opt {opt:?}"));
     let (name, value) = opt.split_once(',').ok_or_else(bad)?;
+    if let Some(result) = config.set_tls_or_auth(name, value) {
+        return result.map_err(|e| Error::Usage(format!("invalid --consumer-opt {opt:?}: {e}")));
+    }
     let dur = || duration(value).map_err(|_| bad());
     let int = || value.parse::<u32>().map_err(|_| bad());
     match name {
