@@ -33,6 +33,17 @@ pub struct Engine {
     /// Bumped whenever a topic or channel is created or deleted, so watchers (nsqd's lookupd
     /// registration) notice changes without diffing on every poll.
     topology_generation: AtomicU64,
+    /// Called with the new generation after each topology change (see [`Engine::on_topology_change`]).
+    topology_listeners: RwLock<Vec<TopologyListener>>,
+}
+
+/// A callback told of topology changes; it runs on the changing thread, so it must be quick.
+struct TopologyListener(Box<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for TopologyListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopologyListener")
+    }
 }
 
 /// What one [`Engine::tick`] did.
@@ -128,6 +139,7 @@ impl Engine {
             events,
             last_persist: AtomicI64::new(now),
             topology_generation: AtomicU64::new(0),
+            topology_listeners: RwLock::new(Vec::new()),
         };
         if meta_changed {
             engine.store_meta()?;
@@ -192,8 +204,28 @@ impl Engine {
         self.topology_generation.load(Ordering::Acquire)
     }
 
+    /// Calls `listener` with the new [`Engine::topology_generation`] after every creation or
+    /// deletion of a topic or channel, once the change is visible in [`Engine::topics`]. It
+    /// runs on the thread making the change (under the engine's admin lock): it should only
+    /// wake someone, as nsqd's lookupd registration does, so lookupds hear of it at once.
+    pub fn on_topology_change(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+        self.topology_listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(TopologyListener(Box::new(listener)));
+    }
+
+    /// Call after the change is visible, so a woken watcher reads the new topology.
     fn topology_changed(&self) {
-        self.topology_generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.topology_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        for listener in self
+            .topology_listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            (listener.0)(generation);
+        }
     }
 
     /// Returns the topic, creating it if it does not exist.
@@ -245,11 +277,11 @@ impl Engine {
             )
         };
         let created = Arc::new(created);
-        self.topology_changed();
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(topic.to_string(), created.clone());
+        self.topology_changed();
         if !created.is_ephemeral() {
             self.store_meta()?;
         }
@@ -294,10 +326,10 @@ impl Engine {
             return Err(Error::TopicNotFound(topic.to_string()));
         };
         removed.mark_deleted();
-        self.topology_changed();
         for channel in removed.channels() {
             channel.mark_deleted();
         }
+        self.topology_changed();
         let Some(dir) = &removed.dir else {
             return Ok(());
         };
@@ -340,7 +372,7 @@ impl Engine {
             return Err(Error::TopicNotFound(topic.to_string()));
         }
         let ephemeral = t.is_ephemeral() || name::is_ephemeral(channel);
-        let offset = t.resolve_start(start, ephemeral)?;
+        let offset = t.resolve_start(start)?;
         let path = match (&t.dir, ephemeral) {
             (Some(dir), false) => Some(cursor_path(dir, channel)),
             _ => None,
@@ -359,19 +391,20 @@ impl Engine {
         // Cursor file first, then the metadata naming it: a crash between leaves a cursor
         // file that the next open adopts (the create was not answered yet; it takes effect).
         created.persist()?;
-        self.topology_changed();
         t.channels
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(channel.to_string(), created.clone());
+        self.topology_changed();
         if !created.is_ephemeral() {
             self.store_meta()?;
         }
         Ok(created)
     }
 
-    /// Deletes a channel. When the last durable channel of a topic goes, the topic starts
-    /// buffering again from its current end (NSQ's behaviour for a topic with no channels).
+    /// Deletes a channel. When the last channel of a topic goes (ephemeral or not), the topic
+    /// starts buffering again from its current end (NSQ's behaviour for a topic with no
+    /// channels: what the channels got is theirs, what comes next waits for a first channel).
     pub fn delete_channel(&self, topic: &str, channel: &str) -> Result<()> {
         let t = self
             .topic(topic)
@@ -387,12 +420,17 @@ impl Engine {
         };
         removed.mark_deleted();
         self.topology_changed();
-        if removed.is_ephemeral() {
-            return Ok(());
-        }
-        if !t.has_durable_channel() {
+        let buffering_again = !t.has_channel();
+        if buffering_again {
             t.backlog_start
                 .store(t.storage.end_offset(), Ordering::Release);
+        }
+        if removed.is_ephemeral() {
+            return if buffering_again && !t.is_ephemeral() {
+                self.store_meta()
+            } else {
+                Ok(())
+            };
         }
         self.store_meta()?;
         removed.destroy()
@@ -470,8 +508,8 @@ impl Engine {
             return Err(Error::Ephemeral(format!("{topic}/{channel}")));
         }
         let offset = match start {
-            ChannelStart::Default => t.resolve_start(ChannelStart::Earliest, false)?,
-            other => t.resolve_start(other, false)?,
+            ChannelStart::Default => t.resolve_start(ChannelStart::Earliest)?,
+            other => t.resolve_start(other)?,
         };
         c.reset(offset);
         c.persist()?;

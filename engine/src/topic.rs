@@ -27,7 +27,7 @@ pub struct TopicStats {
     pub first_timestamp: i64,
     /// Bytes held by the log.
     pub bytes: u64,
-    /// Messages a first channel would get (unread backlog while the topic has no durable channel).
+    /// Messages a first channel would get (unread backlog while the topic has no channel).
     pub backlog: u64,
     /// Fsyncs of the log that made messages durable since the process started (0 in memory).
     pub fsyncs: u64,
@@ -192,20 +192,18 @@ impl Topic {
             .collect()
     }
 
-    pub(crate) fn has_durable_channel(&self) -> bool {
-        self.channels
+    /// Whether the topic has a channel, ephemeral or not. NSQ's topic holds its messages
+    /// while it has none, and its first channel, of either kind, gets them.
+    pub(crate) fn has_channel(&self) -> bool {
+        !self
+            .channels
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .any(|c| !c.is_ephemeral())
+            .is_empty()
     }
 
     /// Resolves where a channel starting at `start` begins.
-    pub(crate) fn resolve_start(
-        &self,
-        start: ChannelStart,
-        ephemeral_channel: bool,
-    ) -> Result<u64> {
+    pub(crate) fn resolve_start(&self, start: ChannelStart) -> Result<u64> {
         let first = self.storage.first_offset();
         let end = self.storage.end_offset();
         let before_retention = || -> Result<Error> {
@@ -215,7 +213,7 @@ impl Topic {
             })
         };
         match start {
-            ChannelStart::Default if ephemeral_channel || self.has_durable_channel() => Ok(end),
+            ChannelStart::Default if self.has_channel() => Ok(end),
             ChannelStart::Default => {
                 Ok(self.backlog_start.load(Ordering::Acquire).clamp(first, end))
             }
@@ -256,7 +254,7 @@ impl Topic {
     pub fn stats(&self) -> Result<TopicStats> {
         let first_offset = self.storage.first_offset();
         let end_offset = self.storage.end_offset();
-        let backlog = if self.has_durable_channel() {
+        let backlog = if self.has_channel() {
             0
         } else {
             end_offset.saturating_sub(self.backlog_start.load(Ordering::Acquire).max(first_offset))

@@ -3,9 +3,11 @@
 //! - [`protocol`]: the wire formats (commands, frames, multi-message bodies), shared with the
 //!   client library in `nsq-tools`.
 //! - [`nsqd`]: the daemon: TCP protocol V2, HTTP API, housekeeping, over one [`nsq_engine::Engine`].
-//! - [`args`], [`logging`], [`signals`], [`version`]: process plumbing shared by the binaries.
+//! - [`args`], [`listen`], [`logging`], [`signals`], [`version`]: process plumbing shared by the
+//!   binaries.
 
 pub mod args;
+pub mod listen;
 pub mod logging;
 pub mod lookupd;
 pub mod nsqd;

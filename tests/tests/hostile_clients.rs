@@ -483,3 +483,67 @@ fn running_out_of_file_descriptors_does_not_spin_or_stop_nsqd() {
     }
     assert_eq!(consumer.join().expect("consumer").len(), 20);
 }
+
+/// Sends `signal` (a `kill` name) to `pid`.
+fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Resumes a stopped nsqd when dropped, so a failing assertion cannot leave it stopped.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        send_signal(self.0, "CONT");
+    }
+}
+
+#[test]
+fn a_connection_flood_waits_in_the_accept_backlog() {
+    // While nsqd is stopped the kernel still completes handshakes, up to the listen backlog;
+    // past it, SYNs are dropped and clients wait out retransmits. NSQ (Go) asks for the
+    // system's maximum (net.core.somaxconn), and so must we (128 was too small).
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(128);
+    let flood = somaxconn.min(1000);
+    if let Err(why) = raise_fd_limit(2 * flood as u64 + 1024) {
+        println!("skipping: cannot open {flood} connections here ({why})");
+        return;
+    }
+    let nsqd = Nsqd::start(&[]);
+    send_signal(nsqd.pid(), "STOP");
+    let resume = Resume(nsqd.pid());
+    let mut clients = Vec::with_capacity(flood);
+    for i in 0..flood {
+        let connected = TcpStream::connect_timeout(&nsqd.tcp, Duration::from_secs(3));
+        let s = connected.unwrap_or_else(|e| {
+            panic!("connection {i} of {flood} found no room in the accept backlog: {e}")
+        });
+        clients.push(s);
+    }
+    drop(resume);
+    // Every queued connection is then served.
+    for (i, s) in clients.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(b"  V2PUB flood\n\x00\x00\x00\x01x")
+            .unwrap_or_else(|e| panic!("client {i}: {e}"));
+    }
+    for (i, s) in clients.iter_mut().enumerate() {
+        let mut frame = [0u8; 10];
+        std::io::Read::read_exact(s, &mut frame).unwrap_or_else(|e| panic!("client {i}: {e}"));
+        assert_eq!(&frame[4..], b"\x00\x00\x00\x00OK", "client {i}");
+    }
+    let stats = http_get(&nsqd.url("/stats?format=json&topic=flood")).json();
+    assert_eq!(
+        stats["topics"][0]["message_count"].as_u64(),
+        Some(flood as u64)
+    );
+}

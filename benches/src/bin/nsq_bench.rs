@@ -47,6 +47,12 @@ struct Cli {
     /// Also write the latency percentile curve as an SVG image to this file.
     #[arg(long, value_name = "FILE")]
     plot: Option<std::path::PathBuf>,
+    /// Upgrade every connection to TLS (IDENTIFY tls_v1).
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: verify nsqd's certificate against this CA (default: accept any certificate).
+    #[arg(long)]
+    tls_root_ca_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -75,7 +81,24 @@ fn main() -> ExitCode {
         cli.concurrency,
         rate.map(|r| format!(" --rate {r}")).unwrap_or_default()
     );
+    let tls = if cli.tls {
+        let settings = nsq_tools::client::TlsSettings {
+            insecure_skip_verify: cli.tls_root_ca_file.is_none(),
+            root_ca_file: cli.tls_root_ca_file.clone(),
+            ..Default::default()
+        };
+        match settings.client_config() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("nsq_bench: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let config = Config {
+        tls,
         addr,
         topic: cli.topic,
         channel: cli.channel,

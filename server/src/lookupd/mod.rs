@@ -55,9 +55,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), LookupdError> {
     let bind = |address| async move {
-        tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| LookupdError::Listen { address, source })
+        crate::listen::bind(address).map_err(|source| LookupdError::Listen { address, source })
     };
     let tcp = bind(opts.tcp_address).await?;
     let http = bind(opts.http_address).await?;

@@ -2,6 +2,11 @@
 //! registers every topic and channel, follows topics and channels as they come and go, PINGs
 //! every 15 s, and reconnects with backoff (re-registering everything) when the connection
 //! drops. The set of lookupds can change at runtime (`/config/nsqlookupd_tcp_addresses`).
+//!
+//! Topology changes are pushed, not polled: the engine wakes every session as it creates or
+//! deletes a topic or channel, so lookupd lists a new topic within milliseconds, as NSQ's
+//! does (a consumer looking it up right after creating it must not get `TOPIC_NOT_FOUND` and
+//! then wait out go-nsq's 60 s lookup interval).
 
 use super::context::Nsqd;
 use crate::protocol::{decode_lookup_reply, LookupCommand, MAGIC_V1};
@@ -16,7 +21,7 @@ use tokio::task::JoinHandle;
 
 /// NSQ's interval between PINGs.
 const PING_INTERVAL: Duration = Duration::from_secs(15);
-/// How often topology changes and the lookupd list are checked.
+/// How often the lookupd list (`/config`) is checked.
 const POLL: Duration = Duration::from_millis(100);
 /// How long a connect or a reply may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,6 +42,10 @@ pub struct Advertised {
 
 /// Keeps one registration task per configured lookupd until `shutdown` flips.
 pub async fn run(nsqd: Arc<Nsqd>, advertised: Advertised, mut shutdown: watch::Receiver<bool>) {
+    let (topology_tx, topology) = watch::channel(nsqd.engine.topology_generation());
+    nsqd.engine.on_topology_change(move |generation| {
+        topology_tx.send_replace(generation);
+    });
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
         let wanted: BTreeSet<String> = nsqd
@@ -62,6 +71,7 @@ pub async fn run(nsqd: Arc<Nsqd>, advertised: Advertised, mut shutdown: watch::R
                     nsqd.clone(),
                     address,
                     advertised.clone(),
+                    topology.clone(),
                     shutdown.clone(),
                 )));
             }
@@ -76,11 +86,13 @@ pub async fn run(nsqd: Arc<Nsqd>, advertised: Advertised, mut shutdown: watch::R
     }
 }
 
-/// One lookupd: connect, serve a session, back off, again.
+/// One lookupd: connect, serve a session, back off, again. `topology` changes with the
+/// engine's topology generation.
 async fn peer(
     nsqd: Arc<Nsqd>,
     address: String,
     advertised: Advertised,
+    mut topology: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -91,7 +103,10 @@ async fn peer(
             stream: None,
             input: BytesMut::new(),
         };
-        match session.run(&advertised, &mut backoff, &mut shutdown).await {
+        match session
+            .run(&advertised, &mut backoff, &mut topology, &mut shutdown)
+            .await
+        {
             Ok(()) => return,
             Err(e) => tracing::warn!("LOOKUP({address}): {e}; reconnecting in {backoff:?}"),
         }
@@ -130,12 +145,20 @@ fn desired(nsqd: &Nsqd) -> Registered {
 }
 
 /// The commands that move lookupd from `have` to `want`, in NSQ's terms: REGISTER topic
-/// channel also registers the topic; UNREGISTER topic also drops its channels.
+/// channel also registers the topic. A topic that goes is unregistered channel by channel,
+/// then itself, as NSQ's nsqd does when it deletes a topic: only a channel's own UNREGISTER
+/// makes lookupd drop an `#ephemeral` channel's registration.
 fn changes(have: &Registered, want: &Registered) -> Vec<LookupCommand> {
     let topics = |set: &Registered| set.iter().map(|(t, _)| t.clone()).collect::<BTreeSet<_>>();
     let (had_topics, want_topics) = (topics(have), topics(want));
     let mut commands = Vec::new();
     for topic in had_topics.difference(&want_topics) {
+        for (_, channel) in have.iter().filter(|(t, c)| t == topic && c.is_some()) {
+            commands.push(LookupCommand::Unregister {
+                topic: topic.clone(),
+                channel: channel.clone(),
+            });
+        }
         commands.push(LookupCommand::Unregister {
             topic: topic.clone(),
             channel: None,
@@ -173,6 +196,7 @@ impl Session<'_> {
         &mut self,
         advertised: &Advertised,
         backoff: &mut Duration,
+        topology: &mut watch::Receiver<u64>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
         let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(self.address))
@@ -203,6 +227,9 @@ impl Session<'_> {
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
         loop {
+            // Marked seen before reading the topology, so a change made while the commands
+            // below are sent wakes the next round.
+            topology.borrow_and_update();
             let now = self.nsqd.engine.topology_generation();
             if generation != Some(now) {
                 generation = Some(now);
@@ -218,7 +245,11 @@ impl Session<'_> {
             };
             let mut probe = [0u8; 1];
             tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
+                changed = topology.changed() => {
+                    if changed.is_err() {
+                        return Ok(()); // nsqd is shutting its lookup task down
+                    }
+                }
                 _ = ping.tick() => {
                     self.command(LookupCommand::Ping).await?;
                 }
@@ -308,10 +339,19 @@ mod tests {
             changes(&a, &b),
             vec![unreg("u", Some("c2")), reg("t", Some("c"))]
         );
-        // A topic goes: one UNREGISTER covers its channels.
+        // A topic goes: its channels are unregistered, then the topic.
         assert_eq!(
             changes(&b, &set(&[("t", Some("c"))])),
-            vec![unreg("u", None)]
+            vec![unreg("u", Some("c1")), unreg("u", None)]
+        );
+        let many = set(&[("u", Some("a#ephemeral")), ("u", Some("b"))]);
+        assert_eq!(
+            changes(&many, &empty),
+            vec![
+                unreg("u", Some("a#ephemeral")),
+                unreg("u", Some("b")),
+                unreg("u", None)
+            ]
         );
     }
 }

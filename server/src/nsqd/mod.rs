@@ -5,12 +5,16 @@ pub mod auth;
 pub mod clients;
 pub mod compression;
 pub mod context;
+pub mod e2e;
 pub mod http;
+pub mod http_edge;
 pub mod identify;
 pub mod lookup;
+pub mod metrics;
 pub mod options;
 pub mod replay;
 pub mod stats;
+pub mod statsd;
 pub mod tcp;
 pub mod tls;
 
@@ -137,27 +141,22 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     for event in engine.recovery_events() {
         tracing::warn!("recovery: {event}");
     }
-    let tcp = tokio::net::TcpListener::bind(opts.tcp_address)
-        .await
-        .map_err(|source| NsqdError::Listen {
-            address: opts.tcp_address,
-            source,
-        })?;
-    let http = tokio::net::TcpListener::bind(opts.http_address)
-        .await
-        .map_err(|source| NsqdError::Listen {
-            address: opts.http_address,
-            source,
-        })?;
+    let tcp = crate::listen::bind(opts.tcp_address).map_err(|source| NsqdError::Listen {
+        address: opts.tcp_address,
+        source,
+    })?;
+    let http = crate::listen::bind(opts.http_address).map_err(|source| NsqdError::Listen {
+        address: opts.http_address,
+        source,
+    })?;
     // The bound addresses, not the requested ones: port 0 picks a port, and scripts read it.
     let bound = |l: &tokio::net::TcpListener, asked| l.local_addr().unwrap_or(asked);
     tracing::info!("TCP: listening on {}", bound(&tcp, opts.tcp_address));
     tracing::info!("HTTP: listening on {}", bound(&http, opts.http_address));
     let https = match &tls_config {
         Some(config) => {
-            let listener = tokio::net::TcpListener::bind(opts.https_address)
-                .await
-                .map_err(|source| NsqdError::Listen {
+            let listener =
+                crate::listen::bind(opts.https_address).map_err(|source| NsqdError::Listen {
                     address: opts.https_address,
                     source,
                 })?;
@@ -185,8 +184,18 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
                 .map_or(opts.http_address.port(), |a| a.port())
         }),
     };
+    let statsd_prefix = opts
+        .statsd
+        .as_ref()
+        .map(|s| statsd::expand_prefix(&s.prefix, &advertised.address, advertised.http_port));
     let nsqd = Arc::new(Nsqd::new(Arc::new(engine), opts));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let statsd_task = nsqd
+        .opts
+        .statsd
+        .clone()
+        .zip(statsd_prefix)
+        .map(|(s, prefix)| tokio::spawn(statsd::run(nsqd.clone(), s, prefix, stop_rx.clone())));
     let lookup_task = tokio::spawn(lookup::run(nsqd.clone(), advertised, stop_rx.clone()));
 
     let security = Arc::new(tcp::Security {
@@ -202,9 +211,11 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
     } else {
         http::router(nsqd.clone())
     };
+    // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a listener of our own.
+    let http_listener = axum::serve::ListenerExt::tap_io(http_edge::HttpListener(http), |_| {});
     let http_task = tokio::spawn(
         axum::serve(
-            http,
+            http_listener,
             plain_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
@@ -239,6 +250,9 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
         let _ = task.await;
     }
     let _ = housekeeping.await;
+    if let Some(task) = statsd_task {
+        let _ = task.await;
+    }
     let _ = lookup_task.await;
     // Give connection tasks a moment to flush their last frames.
     tokio::time::sleep(Duration::from_millis(50)).await;
