@@ -316,17 +316,17 @@ pub struct CursorFile {
 /// Magic bytes of a cursor file.
 pub const CURSOR_MAGIC: &[u8; 8] = b"NSQRCUR\0";
 /// Cursor file format version.
-pub const CURSOR_VERSION: u32 = 1;
+pub const CURSOR_VERSION: u32 = framed::VERSION;
 
 impl CursorFile {
     /// Encodes the file (see [`crate::framed`]).
     pub fn encode(&self) -> Vec<u8> {
-        framed::encode(CURSOR_MAGIC, CURSOR_VERSION, self)
+        framed::encode(CURSOR_MAGIC, self)
     }
 
     /// Decodes and checks a cursor file's bytes.
     pub fn decode(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let file: CursorFile = framed::decode(path, CURSOR_MAGIC, CURSOR_VERSION, bytes)?;
+        let file: CursorFile = framed::decode(path, CURSOR_MAGIC, bytes)?;
         if file.floor > file.next {
             return Err(Error::corrupt(
                 path,

@@ -10,8 +10,8 @@ use std::path::Path;
 
 /// Magic bytes of the metadata file.
 pub const META_MAGIC: &[u8; 8] = b"NSQRMETA";
-/// Metadata format version.
-pub const META_VERSION: u32 = 1;
+/// Metadata format version (the framing's, see [`crate::framed`]).
+pub const META_VERSION: u32 = framed::VERSION;
 
 /// Everything the metadata file records.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ impl Meta {
     /// Reads the metadata file; a missing file is an empty data directory.
     pub fn load(fs: &dyn FileSystem, path: &Path) -> Result<Meta> {
         match fs.read_all(path) {
-            Ok(bytes) => framed::decode(path, META_MAGIC, META_VERSION, &bytes),
+            Ok(bytes) => framed::decode(path, META_MAGIC, &bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Meta::default()),
             Err(e) => Err(Error::io(path, e)),
         }
@@ -59,7 +59,7 @@ impl Meta {
 
     /// Writes the metadata file atomically and durably.
     pub fn store(&self, fs: &dyn FileSystem, path: &Path) -> Result<()> {
-        fs.write_atomic(path, &framed::encode(META_MAGIC, META_VERSION, self))
+        fs.write_atomic(path, &framed::encode(META_MAGIC, self))
             .at(path)
     }
 }

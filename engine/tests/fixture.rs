@@ -1,14 +1,20 @@
-//! A data directory written by format version 1, checked in under `tests/fixtures/v1`, must
-//! stay readable by every later build. Regenerate (only when deliberately starting a new
-//! fixture) with `cargo test -p nsq-engine --test fixture -- --ignored`.
+//! Data directories written by each format version, checked in under `tests/fixtures/v<N>`,
+//! must stay readable by every later build: `v1` (framed files without a header checksum) and
+//! `v2` (this build's). Write the current version's fixture (only when deliberately starting
+//! a new one) with `cargo test -p nsq-engine --test fixture -- --ignored`.
 
 use nsq_engine::{ChannelStart, Clock, Engine, Options};
 use std::path::{Path, PathBuf};
 
 const SEC: i64 = 1_000_000_000;
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+/// The version [`generate_fixture`] writes.
+const CURRENT: &str = "v2";
+
+fn fixture_dir(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version)
 }
 
 fn fixture_options() -> Options {
@@ -35,7 +41,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 #[ignore = "writes the checked-in fixture"]
 fn generate_fixture() {
-    let dir = fixture_dir();
+    let dir = fixture_dir(CURRENT);
     let _ = std::fs::remove_dir_all(&dir);
     let clock = std::sync::Arc::new(nsq_engine::ManualClock::new(1_700_000_000 * SEC));
     let engine = Engine::open(
@@ -76,8 +82,17 @@ fn generate_fixture() {
 
 #[test]
 fn version_1_fixture_is_readable() {
+    check_fixture("v1");
+}
+
+#[test]
+fn version_2_fixture_is_readable() {
+    check_fixture("v2");
+}
+
+fn check_fixture(version: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    copy_dir(&fixture_dir(), tmp.path());
+    copy_dir(&fixture_dir(version), tmp.path());
     let clock = std::sync::Arc::new(nsq_engine::ManualClock::new((1_700_000_000 + 70) * SEC));
     let engine = Engine::open(
         tmp.path(),

@@ -221,11 +221,23 @@ fn cursor_past_the_log_is_clamped_on_start() {
 
 #[test]
 fn damaged_meta_refuses_to_start_until_repaired() {
+    damaged_meta_is_repaired(|bytes| {
+        let at = bytes.len() - 3;
+        bytes[at] ^= 0xff;
+    });
+}
+
+#[test]
+fn flipped_bit_in_metas_version_field_is_damage_that_repair_fixes() {
+    // Once "format version 8193, this build reads up to 1": a brick no tool would touch.
+    damaged_meta_is_repaired(|bytes| bytes[10] ^= 0x20);
+}
+
+fn damaged_meta_is_repaired(damage: impl Fn(&mut Vec<u8>)) {
     let mut nsqd = stopped_nsqd();
     let meta = nsqd.data_path().join("meta");
     let mut bytes = std::fs::read(&meta).expect("read");
-    let at = bytes.len() - 3;
-    bytes[at] ^= 0xff;
+    damage(&mut bytes);
     std::fs::write(&meta, &bytes).expect("write");
     let out = Command::new(binary("nsqd"))
         .arg("--data-path")

@@ -238,3 +238,40 @@ fn bad_tls_flags_stop_nsqd_with_one_line() {
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
     }
 }
+
+fn bench(t: &TlsNsqd, args: &[&str]) -> String {
+    let ca = t.pki.ca.to_string_lossy().into_owned();
+    let out = Command::new(nsq_tests::binary("nsq_bench"))
+        .arg(format!("--nsqd-tcp-address={}", t.nsqd.tcp))
+        .args(["--runfor", "1", "--tls", "--tls-root-ca-file", &ca])
+        .args(args)
+        .output()
+        .expect("run nsq_bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn row(table: &str, name: &str) -> u64 {
+    table
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} row in {table}"))
+}
+
+#[test]
+fn nsq_bench_runs_over_tls() {
+    let t = start(&["--tls-required=tcp-https"]);
+    let table = bench(&t, &["--size", "100", "--batch-size", "20"]);
+    assert!(row(&table, "published") > 0, "{table}");
+    assert!(row(&table, "consumed") > 0, "{table}");
+    let table = bench(&t, &["connect"]);
+    assert!(row(&table, "connected") > 0, "{table}");
+    assert!(t.nsqd.log().contains("upgrading connection to TLS"));
+}

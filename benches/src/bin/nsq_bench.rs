@@ -36,6 +36,12 @@ struct Cli {
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 10.0)]
     runfor: f64,
+    /// Upgrade every connection to TLS (IDENTIFY tls_v1).
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: verify nsqd's certificate against this CA (default: accept any certificate).
+    #[arg(long)]
+    tls_root_ca_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -51,7 +57,24 @@ fn main() -> ExitCode {
         eprintln!("nsq_bench: --runfor and --size must be positive");
         return ExitCode::from(2);
     }
+    let tls = if cli.tls {
+        let settings = nsq_tools::client::TlsSettings {
+            insecure_skip_verify: cli.tls_root_ca_file.is_none(),
+            root_ca_file: cli.tls_root_ca_file.clone(),
+            ..Default::default()
+        };
+        match settings.client_config() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("nsq_bench: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let config = Config {
+        tls,
         addr,
         topic: cli.topic,
         channel: cli.channel,

@@ -13,9 +13,11 @@ pub struct Report {
     pub published: u64,
     /// Messages received (and FIN'd) by the consumers.
     pub consumed: u64,
+    /// Connections opened and closed (`connect` mode).
+    pub connections: u64,
     /// Body size.
     pub size: usize,
-    /// Publish round trips (one per PUB or MPUB).
+    /// Publish round trips (one per PUB or MPUB); in `connect` mode, connection setups.
     pub ack_latency: Histogram,
     /// Receive time minus publish timestamp, per message consumed.
     pub end_to_end: Histogram,
@@ -68,6 +70,17 @@ impl fmt::Display for Report {
             self.rate(self.consumed),
             mb(self.consumed)
         )?;
+        if self.connections > 0 {
+            writeln!(
+                f,
+                "{:<10} {:>12} {:>14.0}   (connections/s)",
+                "connected",
+                self.connections,
+                self.rate(self.connections)
+            )?;
+            latency_line(f, "connection setup", &self.ack_latency)?;
+            return write!(f, "over {:.2?}", self.elapsed);
+        }
         latency_line(f, "publish ack latency", &self.ack_latency)?;
         latency_line(f, "end-to-end latency", &self.end_to_end)?;
         write!(f, "over {:.2?}", self.elapsed)

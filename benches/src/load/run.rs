@@ -23,6 +23,9 @@ pub enum Mode {
     Reader,
     /// Both at once.
     Both,
+    /// Connections only: connect, (IDENTIFY and TLS handshake with `--tls`), close; the
+    /// cost of a connection, as connections per second.
+    Connect,
 }
 
 /// What to run.
@@ -46,6 +49,8 @@ pub struct Config {
     pub max_in_flight: u32,
     /// How long to run.
     pub runfor: Duration,
+    /// Speak TLS (IDENTIFY `tls_v1`) with this client configuration.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// Why a run failed.
@@ -69,6 +74,27 @@ pub enum BenchError {
 struct Counters {
     published: AtomicU64,
     consumed: AtomicU64,
+    connections: AtomicU64,
+}
+
+/// Opens and closes connections until `until`.
+async fn connector(
+    config: Arc<Config>,
+    counters: Arc<Counters>,
+    until: Instant,
+) -> Result<Histogram, BenchError> {
+    let mut latencies = Histogram::default();
+    while Instant::now() < until {
+        let started = Instant::now();
+        let mut conn = Conn::connect(config.addr, config.tls.as_ref()).await?;
+        // A NOP answers nothing; one round trip proves the connection works end to end.
+        conn.queue(&Command::Nop);
+        conn.flush().await?;
+        drop(conn);
+        latencies.record(started.elapsed());
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(latencies)
 }
 
 async fn publisher(
@@ -76,7 +102,7 @@ async fn publisher(
     counters: Arc<Counters>,
     until: Instant,
 ) -> Result<Histogram, BenchError> {
-    let mut conn = Conn::connect(config.addr).await?;
+    let mut conn = Conn::connect(config.addr, config.tls.as_ref()).await?;
     let body = Bytes::from(vec![b'a'; config.size]);
     let command = if config.batch <= 1 {
         Command::Pub {
@@ -114,7 +140,7 @@ async fn consumer(
     counters: Arc<Counters>,
     until: Instant,
 ) -> Result<Histogram, BenchError> {
-    let mut conn = Conn::connect(config.addr).await?;
+    let mut conn = Conn::connect(config.addr, config.tls.as_ref()).await?;
     conn.queue(&Command::Sub {
         topic: config.topic.clone(),
         channel: config.channel.clone(),
@@ -159,7 +185,7 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
     let config = Arc::new(config);
     let counters = Arc::new(Counters::default());
     // Create the topic and channel before timing, so both sides start together.
-    let mut setup = Conn::connect(config.addr).await?;
+    let mut setup = Conn::connect(config.addr, config.tls.as_ref()).await?;
     setup.queue(&Command::Sub {
         topic: config.topic.clone(),
         channel: config.channel.clone(),
@@ -173,7 +199,17 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
     let acks = Arc::new(Mutex::new(Histogram::default()));
     let ends = Arc::new(Mutex::new(Histogram::default()));
     let mut tasks = tokio::task::JoinSet::new();
-    if config.mode != Mode::Reader {
+    if config.mode == Mode::Connect {
+        for _ in 0..config.concurrency {
+            let (config, counters, acks) = (config.clone(), counters.clone(), acks.clone());
+            tasks.spawn(async move {
+                let mine = connector(config, counters, until).await?;
+                acks.lock().unwrap_or_else(|e| e.into_inner()).merge(&mine);
+                Ok::<(), BenchError>(())
+            });
+        }
+    }
+    if matches!(config.mode, Mode::Writer | Mode::Both) {
         for _ in 0..config.concurrency {
             let (config, counters, acks) = (config.clone(), counters.clone(), acks.clone());
             tasks.spawn(async move {
@@ -183,7 +219,7 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
             });
         }
     }
-    if config.mode != Mode::Writer {
+    if matches!(config.mode, Mode::Reader | Mode::Both) {
         for _ in 0..config.concurrency {
             let (config, counters, ends) = (config.clone(), counters.clone(), ends.clone());
             tasks.spawn(async move {
@@ -218,6 +254,7 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
         elapsed: started.elapsed(),
         published: counters.published.load(Ordering::Relaxed),
         consumed: counters.consumed.load(Ordering::Relaxed),
+        connections: counters.connections.load(Ordering::Relaxed),
         size: config.size,
         ack_latency: take(&acks),
         end_to_end: take(&ends),
