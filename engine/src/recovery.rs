@@ -17,8 +17,8 @@ pub enum RecoveryEvent {
         /// Why the record at `position` was rejected.
         reason: String,
     },
-    /// A reader met unreadable data in a sealed segment (or a segment file missing between
-    /// two others) and skipped to the next record that checks out. Found while serving, not
+    /// A reader met unreadable data in a segment (sealed, or the active one before its last
+    /// index entry; or a segment file missing between two others) and skipped to the next record that checks out. Found while serving, not
     /// on open: sealed segments are not scanned on open. `nsq_log repair` removes it for good.
     SkippedDamage {
         /// The segment.

@@ -380,3 +380,118 @@ fn a_cursor_file_meta_does_not_name_is_repaired_not_deleted() {
     let engine = open(&fs, &clock);
     assert_eq!(take_all(&engine, "t", "late").len(), 10);
 }
+
+/// A bad record in the active (newest) segment before its last index entry is not scanned on
+/// open; a reader meeting it skips exactly that record, as in a sealed segment, reports it
+/// once, and keeps delivering (it used to fail every read of the channel there).
+#[test]
+fn flipped_byte_in_the_active_segment_costs_only_that_record() {
+    let (fs, clock) = sim();
+    let body = "a".repeat(60);
+    let mut options = sim_options(&fs, &clock);
+    options.max_bytes_per_file = 1 << 20;
+    {
+        let engine = Engine::open("/data", options.clone()).expect("open");
+        engine
+            .create_channel("t", "c", nsq_engine::ChannelStart::Default)
+            .expect("channel");
+        let topic = engine.topic("t").expect("topic");
+        for _ in 0..100 {
+            topic.publish(&[body.as_str()], 0).expect("publish");
+        }
+        engine.close().expect("close");
+    }
+    let segments = segment_files(&fs, "t");
+    assert_eq!(segments.len(), 1, "one active segment");
+    let rec = record_len(body.len()) as u64;
+    let victim = 10u64;
+    let position = 32 + victim * rec;
+    let mut data = fs.file_data(&segments[0]).expect("data");
+    data[(position + 50) as usize] ^= 0x10;
+    overwrite(&fs, &segments[0], &data);
+    let engine = Engine::open("/data", options).expect("reopen");
+    assert!(
+        !engine
+            .recovery_events()
+            .iter()
+            .any(|e| matches!(e, RecoveryEvent::TruncatedTail { .. })),
+        "{:?}",
+        engine.recovery_events()
+    );
+    let got = take_all(&engine, "t", "c");
+    let offsets: Vec<u64> = got.iter().map(|d| d.offset).collect();
+    let expected: Vec<u64> = (0..100).filter(|&o| o != victim).collect();
+    assert_eq!(offsets, expected);
+    let damage = engine.topic("t").expect("topic").storage().skipped_damage();
+    assert!(
+        matches!(
+            damage.as_slice(),
+            [RecoveryEvent::SkippedDamage { from: 10, to: 11, position: p, .. }] if *p == position
+        ),
+        "{damage:?}"
+    );
+    // Publishing and delivering go on.
+    engine
+        .topic("t")
+        .expect("topic")
+        .publish(&["after"], 0)
+        .expect("publish");
+    assert_eq!(bodies(&take_all(&engine, "t", "c")), vec!["after"]);
+}
+
+/// Damage at an offset a channel already finished costs nothing else: the requeued and
+/// in-flight entries the channel's cursor holds at later offsets are all delivered again.
+#[test]
+fn damage_at_a_finished_offset_keeps_later_cursor_entries() {
+    let (fs, clock) = sim();
+    let body = "q".repeat(100);
+    {
+        let engine = open(&fs, &clock);
+        engine
+            .create_channel("t", "c", nsq_engine::ChannelStart::Default)
+            .expect("channel");
+        let topic = engine.topic("t").expect("topic");
+        for _ in 0..100 {
+            topic.publish(&[body.as_str()], 0).expect("publish");
+        }
+        let c = engine.channel("t", "c").expect("channel");
+        let got = take_all(&engine, "t", "c");
+        for d in &got {
+            match d.offset {
+                5 => {} // stays in flight
+                40..=45 => c.requeue(1, &d.id, engine.now(), 0).expect("requeue"),
+                _ => c.finish(1, &d.id).expect("finish"),
+            }
+        }
+        engine.close().expect("close");
+    }
+    // Damage a record the channel finished, between its floor (5) and the requeued entries,
+    // in the same sealed segment as those (so re-reading them passes over the damage).
+    let segments = segment_files(&fs, "t");
+    let rec = record_len(body.len()) as u64;
+    let per_segment = (4096 - 32) / rec + 1;
+    let (seg, first) = segments
+        .iter()
+        .map(|p| {
+            let first: u64 = p
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+                .expect("name");
+            (p.clone(), first)
+        })
+        .rfind(|(_, first)| *first <= 30 && 45 < first + per_segment)
+        .expect("segment holding 40");
+    let mut data = fs.file_data(&seg).expect("data");
+    data[(32 + (30 - first) * rec + 60) as usize] ^= 0x02;
+    overwrite(&fs, &seg, &data);
+    let engine = open(&fs, &clock);
+    let mut offsets: Vec<u64> = take_all(&engine, "t", "c")
+        .iter()
+        .map(|d| d.offset)
+        .collect();
+    offsets.sort_unstable();
+    let mut expected = vec![5u64];
+    expected.extend(40..=45);
+    assert_eq!(offsets, expected);
+}

@@ -204,11 +204,8 @@ impl TopicLog {
                         if m.offset != reader.offset {
                             let reason =
                                 format!("expected offset {}, found {}", reader.offset, m.offset);
-                            if segment.is_sealed() {
-                                pos = self.skip_damage(&segment, pos, reader, &reason)?;
-                                break;
-                            }
-                            return Err(Error::corrupt(&segment.path, pos, reason));
+                            pos = self.skip_damage(&segment, pos, reader, &reason)?;
+                            break;
                         }
                         at += len;
                         pos += len as u64;
@@ -224,20 +221,16 @@ impl TopicLog {
                         let bigger = segment.read_bytes(&*self.fs, position, needed)?;
                         if bigger.len() < needed {
                             let reason = "record extends past the end of the segment";
-                            if segment.is_sealed() {
-                                pos = self.skip_damage(&segment, pos, reader, reason)?;
-                                break;
-                            }
-                            return Err(Error::corrupt(&segment.path, pos, reason));
+                            pos = self.skip_damage(&segment, pos, reader, reason)?;
+                            break;
                         }
                         chunk = bigger;
                     }
                     Err(record::DecodeError::Truncated { .. }) if at > 0 => break,
-                    Err(e) if segment.is_sealed() => {
+                    Err(e) => {
                         pos = self.skip_damage(&segment, pos, reader, &e.to_string())?;
                         break;
                     }
-                    Err(e) => return Err(Error::corrupt(&segment.path, pos, e.to_string())),
                 }
                 if bytes >= max_bytes {
                     break;
@@ -288,10 +281,11 @@ impl TopicLog {
         }
     }
 
-    /// A sealed segment has an unreadable record at `pos`: move `reader` to the next record
-    /// that checks out (or the end of the segment), log what is skipped, and return the new
-    /// position. Serving what is sound beats refusing the whole channel; `nsq_log repair`
-    /// quarantines the damage for good.
+    /// A segment has an unreadable record at `pos` (readers see only complete records, so in
+    /// the active segment too this is damage, not a write in progress): move `reader` to the
+    /// next record that checks out (or the end of a sealed segment), log what is skipped, and
+    /// return the new position. Serving what is sound beats refusing the whole channel;
+    /// `nsq_log repair` quarantines the damage for good.
     fn skip_damage(
         &self,
         segment: &Arc<Segment>,
@@ -299,10 +293,18 @@ impl TopicLog {
         reader: &mut LogReader,
         reason: &str,
     ) -> Result<u64> {
+        // Whether the segment was sealed before its bytes were read: only then are its
+        // visible length and end offset final, and consistent with what was read.
+        let sealed = segment.is_sealed();
         let rest = segment.read_bytes(&*self.fs, pos, usize::MAX)?;
         let (new_pos, new_offset) = match crate::check::scan::resync(&rest, 0, reader.offset) {
             Some((q, offset)) => (pos + q as u64, offset),
-            None => (segment.visible_len(), segment.end_offset()),
+            None if sealed => (segment.visible_len(), segment.end_offset()),
+            // Damage with no good record after it yet, in the segment being appended: nothing
+            // tells which offset the bytes after it will hold, so this read fails (no record
+            // is passed over unreported). A record that checks out after it, or the roll
+            // sealing the segment, lets the next read skip exactly the damaged span.
+            None => return Err(Error::corrupt(&segment.path, pos, reason)),
         };
         self.report_skipped(&segment.path, pos, reason, reader.offset, new_offset);
         reader.offset = new_offset;
