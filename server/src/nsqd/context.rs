@@ -2,6 +2,7 @@
 //! housekeeping: the engine, the options, the connected clients, and per-topic wake-ups.
 
 use super::clients::ClientRegistry;
+use super::e2e::E2eTracker;
 use super::options::NsqdOptions;
 use nsq_engine::{Appended, Engine, Error as EngineError, Topic};
 use std::collections::HashMap;
@@ -36,6 +37,8 @@ pub struct Nsqd {
     pub start_time: i64,
     /// Connected TCP clients.
     pub clients: ClientRegistry,
+    /// End-to-end latency windows, with `--e2e-processing-latency-percentile`.
+    pub e2e: Option<E2eTracker>,
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
     exiting: AtomicBool,
     /// Last publish failure, reported by `/ping` and `/stats` until a publish succeeds.
@@ -49,12 +52,14 @@ impl Nsqd {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        let e2e = opts.e2e.clone().map(E2eTracker::new);
         Nsqd {
             engine,
             lookupd_addresses: RwLock::new(opts.lookupd_tcp_addresses.clone()),
             opts,
             start_time,
             clients: ClientRegistry::default(),
+            e2e,
             notifiers: Mutex::new(HashMap::new()),
             exiting: AtomicBool::new(false),
             health: RwLock::new(None),

@@ -108,6 +108,7 @@ pub fn router(nsqd: Arc<Nsqd>) -> Router {
         .route("/ping", get_only(ping))
         .route("/info", get_only(info))
         .route("/stats", get_only(stats_handler))
+        .route("/metrics", get_only(metrics_handler))
         .route("/pub", post_only(publish).layer(size_check.clone()))
         .route("/mpub", post_only(multi_publish).layer(size_check))
         .route("/topic/retention", post_only(super::replay::retention))
@@ -278,6 +279,23 @@ async fn info(State(nsqd): Shared) -> Reply {
 
 fn flag(params: &HashMap<String, String>, key: &str, default: bool) -> bool {
     params.get(key).map_or(default, |v| v == "true" || v == "1")
+}
+
+/// Prometheus `/metrics` (ours; see [`super::metrics`]).
+async fn metrics_handler(State(nsqd): Shared) -> Response {
+    let exclude = nsqd.opts.metrics_exclude_ephemeral;
+    // Collecting reads message timestamps from the log.
+    match tokio::task::block_in_place(|| super::metrics::render(&nsqd, exclude)) {
+        Ok(text) => {
+            let mut r = (StatusCode::OK, text).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+            );
+            r
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response(),
+    }
 }
 
 async fn stats_handler(State(nsqd): Shared, params: Params) -> Response {

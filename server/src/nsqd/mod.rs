@@ -5,13 +5,16 @@ pub mod auth;
 pub mod clients;
 pub mod compression;
 pub mod context;
+pub mod e2e;
 pub mod http;
 pub mod http_edge;
 pub mod identify;
 pub mod lookup;
+pub mod metrics;
 pub mod options;
 pub mod replay;
 pub mod stats;
+pub mod statsd;
 pub mod tcp;
 pub mod tls;
 
@@ -181,8 +184,18 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
                 .map_or(opts.http_address.port(), |a| a.port())
         }),
     };
+    let statsd_prefix = opts
+        .statsd
+        .as_ref()
+        .map(|s| statsd::expand_prefix(&s.prefix, &advertised.address, advertised.http_port));
     let nsqd = Arc::new(Nsqd::new(Arc::new(engine), opts));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let statsd_task = nsqd
+        .opts
+        .statsd
+        .clone()
+        .zip(statsd_prefix)
+        .map(|(s, prefix)| tokio::spawn(statsd::run(nsqd.clone(), s, prefix, stop_rx.clone())));
     let lookup_task = tokio::spawn(lookup::run(nsqd.clone(), advertised, stop_rx.clone()));
 
     let security = Arc::new(tcp::Security {
@@ -237,6 +250,9 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
         let _ = task.await;
     }
     let _ = housekeeping.await;
+    if let Some(task) = statsd_task {
+        let _ = task.await;
+    }
     let _ = lookup_task.await;
     // Give connection tasks a moment to flush their last frames.
     tokio::time::sleep(Duration::from_millis(50)).await;

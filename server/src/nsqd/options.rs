@@ -154,42 +154,62 @@ pub struct Cli {
     /// timeout of a request to an auth server [default: 5s]
     #[arg(long, value_parser = parse_duration)]
     pub http_client_request_timeout: Option<Duration>,
-    /// not supported yet: statsd
-    #[arg(long, hide = true)]
+    /// UDP <addr>:<port> of a statsd daemon for pushing stats
+    #[arg(long)]
     pub statsd_address: Option<String>,
-    /// not supported yet: e2e latency percentiles
-    #[arg(long, hide = true)]
+    /// prefix used for keys sent to statsd (%s for host replacement) [default: nsq.%s]
+    #[arg(long)]
+    pub statsd_prefix: Option<String>,
+    /// duration between pushing to statsd [default: 1m0s]
+    #[arg(long, value_parser = parse_duration)]
+    pub statsd_interval: Option<Duration>,
+    /// toggle sending memory and GC stats to statsd [default: true]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_mem_stats: Option<bool>,
+    /// the size in bytes of statsd UDP packets [default: 508]
+    #[arg(long)]
+    pub statsd_udp_packet_size: Option<i64>,
+    /// skip ephemeral topics and channels when sending stats to statsd [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_exclude_ephemeral: Option<bool>,
+    /// message processing time percentiles (as float (0, 1.0]) to track (can be specified multiple times or comma separated '1.0,0.99,0.95')
+    #[arg(long)]
     pub e2e_processing_latency_percentile: Vec<String>,
+    /// calculate end to end latency quantiles for this duration of time [default: 10m0s]
+    #[arg(long, value_parser = parse_duration)]
+    pub e2e_processing_latency_window_time: Option<Duration>,
+    /// leave ephemeral topics and channels out of /metrics (ours) [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_exclude_ephemeral: Option<bool>,
     /// deprecated NSQ alias of --node-id
     #[arg(long, hide = true)]
     pub worker_id: Option<i64>,
-    /// Flags NSQ has that only tune features this build lacks (statsd, e2e percentiles): accepted so scripts that always pass them keep working; no effect.
-    #[command(flatten)]
-    pub ignored: IgnoredFlags,
 }
 
-/// NSQ flags accepted and ignored: each only tunes a feature whose enabling flag (e.g.
-/// `--statsd-address`) this build rejects, so ignoring them changes nothing.
-#[derive(Debug, clap::Args, Default)]
-pub struct IgnoredFlags {
-    /// no effect without e2e percentiles
-    #[arg(long, hide = true, value_parser = parse_duration)]
-    pub e2e_processing_latency_window_time: Option<Duration>,
-    /// no effect without --statsd-address
-    #[arg(long, hide = true)]
-    pub statsd_prefix: Option<String>,
-    /// no effect without --statsd-address
-    #[arg(long, hide = true, value_parser = parse_duration)]
-    pub statsd_interval: Option<Duration>,
-    /// no effect without --statsd-address
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub statsd_mem_stats: Option<bool>,
-    /// no effect without --statsd-address
-    #[arg(long, hide = true)]
-    pub statsd_udp_packet_size: Option<i64>,
-    /// no effect without --statsd-address
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub statsd_exclude_ephemeral: Option<bool>,
+/// `--statsd-*`: where and how nsqd pushes its numbers (see [`super::statsd`]).
+#[derive(Debug, Clone)]
+pub struct StatsdOptions {
+    /// The statsd daemon, `host:port` (UDP).
+    pub address: String,
+    /// Key prefix; `%s` stands for the broadcast `host_port` (filled in at start).
+    pub prefix: String,
+    /// Time between pushes.
+    pub interval: Duration,
+    /// Whether memory figures are sent too.
+    pub mem_stats: bool,
+    /// Whether `#ephemeral` topics and channels are left out.
+    pub exclude_ephemeral: bool,
+    /// Largest datagram; several metrics are packed into one up to this size.
+    pub udp_packet_size: usize,
+}
+
+/// `--e2e-processing-latency-*`: which quantiles of FIN time − publish time are kept.
+#[derive(Debug, Clone)]
+pub struct E2eOptions {
+    /// Quantiles in (0, 1], highest first (the order NSQ reports them in).
+    pub percentiles: Vec<f64>,
+    /// Quantiles cover about this much recent time.
+    pub window: Duration,
 }
 
 /// A duration in the config file: a Go duration string, or an integer meaning milliseconds
@@ -260,7 +280,14 @@ pub struct ConfigFile {
     http_client_connect_timeout: Option<ConfigDuration>,
     http_client_request_timeout: Option<ConfigDuration>,
     statsd_address: Option<String>,
+    statsd_prefix: Option<String>,
+    statsd_interval: Option<ConfigDuration>,
+    statsd_mem_stats: Option<bool>,
+    statsd_udp_packet_size: Option<i64>,
+    statsd_exclude_ephemeral: Option<bool>,
     e2e_processing_latency_percentiles: Option<Vec<f64>>,
+    e2e_processing_latency_window_time: Option<ConfigDuration>,
+    metrics_exclude_ephemeral: Option<bool>,
     #[serde(flatten)]
     _other: toml::Table,
 }
@@ -309,6 +336,12 @@ pub struct NsqdOptions {
     pub retention_bytes: Option<u64>,
     pub log_level: String,
     pub log_prefix: String,
+    /// `--statsd-*`; `None` without `--statsd-address`.
+    pub statsd: Option<StatsdOptions>,
+    /// `--e2e-processing-latency-*`; `None` without percentiles.
+    pub e2e: Option<E2eOptions>,
+    /// `--metrics-exclude-ephemeral` (ours).
+    pub metrics_exclude_ephemeral: bool,
     /// Settings from the config file that were accepted but have no effect (logged at start).
     pub ignored: Vec<String>,
 }
@@ -422,6 +455,105 @@ fn tls_options(cli: &Cli, file: &ConfigFile) -> Result<TlsOptions, OptionsError>
     Ok(tls)
 }
 
+/// `--statsd-*` with NSQ's defaults; `None` when no address is given.
+fn statsd_options(cli: &Cli, file: &ConfigFile) -> Result<Option<StatsdOptions>, OptionsError> {
+    let Some(address) =
+        non_empty(cli.statsd_address.clone()).or_else(|| non_empty(file.statsd_address.clone()))
+    else {
+        return Ok(None);
+    };
+    let interval = match cli.statsd_interval {
+        Some(d) => d,
+        None => duration_from_config("statsd-interval", file.statsd_interval.clone())?
+            .unwrap_or(Duration::from_secs(60)),
+    };
+    if interval.is_zero() {
+        return Err(invalid("statsd-interval", "must be positive"));
+    }
+    let packet = cli
+        .statsd_udp_packet_size
+        .or(file.statsd_udp_packet_size)
+        .unwrap_or(508);
+    // Below a few dozen bytes no metric fits; NSQ then sends one metric per datagram.
+    let udp_packet_size = usize::try_from(packet)
+        .map_err(|_| {
+            invalid(
+                "statsd-udp-packet-size",
+                format!("{packet} must not be negative"),
+            )
+        })?
+        .clamp(1, 65_507);
+    Ok(Some(StatsdOptions {
+        address,
+        prefix: cli
+            .statsd_prefix
+            .clone()
+            .or_else(|| file.statsd_prefix.clone())
+            .unwrap_or_else(|| "nsq.%s".into()),
+        interval,
+        mem_stats: cli
+            .statsd_mem_stats
+            .or(file.statsd_mem_stats)
+            .unwrap_or(true),
+        exclude_ephemeral: cli
+            .statsd_exclude_ephemeral
+            .or(file.statsd_exclude_ephemeral)
+            .unwrap_or(false),
+        udp_packet_size,
+    }))
+}
+
+/// `--e2e-processing-latency-*`, checked as NSQ does (each percentile in (0, 1]).
+fn e2e_options(cli: &Cli, file: &ConfigFile) -> Result<Option<E2eOptions>, OptionsError> {
+    let flag = "e2e-processing-latency-percentile";
+    let mut percentiles = Vec::new();
+    if cli.e2e_processing_latency_percentile.is_empty() {
+        percentiles.extend(file.e2e_processing_latency_percentiles.iter().flatten());
+    } else {
+        for value in cli
+            .e2e_processing_latency_percentile
+            .iter()
+            .flat_map(|v| v.split(','))
+        {
+            let value = value.trim();
+            percentiles.push(
+                value
+                    .parse::<f64>()
+                    .map_err(|_| invalid(flag, format!("{value:?} is not a number")))?,
+            );
+        }
+    }
+    if let Some(bad) = percentiles.iter().find(|v| !(**v > 0.0 && **v <= 1.0)) {
+        return Err(invalid(
+            flag,
+            format!("invalid E2E processing latency percentile: {bad}"),
+        ));
+    }
+    let window = match cli.e2e_processing_latency_window_time {
+        Some(d) => d,
+        None => duration_from_config(
+            "e2e-processing-latency-window-time",
+            file.e2e_processing_latency_window_time.clone(),
+        )?
+        .unwrap_or(Duration::from_secs(600)),
+    };
+    if percentiles.is_empty() {
+        return Ok(None);
+    }
+    if window.is_zero() {
+        return Err(invalid(
+            "e2e-processing-latency-window-time",
+            "must be positive",
+        ));
+    }
+    percentiles.sort_by(|a, b| b.total_cmp(a));
+    percentiles.dedup();
+    Ok(Some(E2eOptions {
+        percentiles,
+        window,
+    }))
+}
+
 impl NsqdOptions {
     /// Resolves flags over the config file over NSQ's defaults.
     pub fn resolve(cli: Cli) -> Result<NsqdOptions, OptionsError> {
@@ -447,19 +579,9 @@ impl NsqdOptions {
         .into_iter()
         .filter(|a| !a.trim().is_empty())
         .collect();
-        if non_empty(cli.statsd_address).is_some() || non_empty(file.statsd_address).is_some() {
-            return Err(OptionsError::Unsupported("statsd-address"));
-        }
-        let mut ignored = Vec::new();
-        if file.e2e_processing_latency_percentiles.is_some() {
-            // NSQ's example config sets it; refusing the stock file would help nobody.
-            ignored.push("e2e_processing_latency_percentiles (not supported yet)".to_string());
-        }
-        if !cli.e2e_processing_latency_percentile.is_empty() {
-            return Err(OptionsError::Unsupported(
-                "e2e-processing-latency-percentile",
-            ));
-        }
+        let ignored = Vec::new();
+        let statsd = statsd_options(&cli, &file)?;
+        let e2e = e2e_options(&cli, &file)?;
         let dur = |cli: Option<Duration>,
                    flag,
                    file: Option<ConfigDuration>,
@@ -630,6 +752,12 @@ impl NsqdOptions {
                 .log_prefix
                 .or(file.log_prefix)
                 .unwrap_or_else(|| "[nsqd] ".into()),
+            statsd,
+            e2e,
+            metrics_exclude_ephemeral: cli
+                .metrics_exclude_ephemeral
+                .or(file.metrics_exclude_ephemeral)
+                .unwrap_or(false),
             ignored,
         };
         if opts.max_msg_size == 0 || opts.max_msg_size > opts.max_body_size {
@@ -738,7 +866,7 @@ mod tests {
             &cfg,
             "id = 42\nmsg_timeout = 5000\nsync_timeout = \"2s\"\ntls_cert = \"\"\ntls_key = \"\"\n\
              tls_required = false\nstatsd_prefix = \"nsq.%s\"\n\
-             e2e_processing_latency_percentiles = [100.0, 99.0]\n",
+             e2e_processing_latency_percentiles = [1.0, 0.99]\n",
         )
         .expect("write");
         let o = parse(&["--config", cfg.to_str().expect("utf8")]).expect("parse");
@@ -748,7 +876,9 @@ mod tests {
             Duration::from_secs(5),
             "integers are milliseconds"
         );
-        assert_eq!(o.ignored.len(), 1);
+        let e2e = o.e2e.expect("percentiles from the file");
+        assert_eq!(e2e.percentiles, vec![1.0, 0.99]);
+        assert_eq!(e2e.window, Duration::from_secs(600));
         std::fs::write(&cfg, "tls_required = true\n").expect("write");
         assert!(
             parse(&["--config", cfg.to_str().expect("utf8")]).is_err(),
@@ -789,10 +919,13 @@ mod tests {
         assert!(parse(&["--node-id", "5000"]).is_err());
         assert!(parse(&["--max-msg-size", "10", "--max-body-size", "5"]).is_err());
         assert!(parse(&["--tcp-address", "nonsense"]).is_err());
-        assert!(matches!(
-            parse(&["--statsd-address", "127.0.0.1:8125"]),
-            Err(OptionsError::Unsupported(_))
-        ));
+        assert!(parse(&["--e2e-processing-latency-percentile", "99"]).is_err());
+        assert!(parse(&["--e2e-processing-latency-percentile", "0"]).is_err());
+        assert!(parse(&[
+            "--statsd-address=127.0.0.1:8125",
+            "--statsd-udp-packet-size=-1"
+        ])
+        .is_err());
         assert!(parse(&["--tls-required=maybe", "--tls-cert=c", "--tls-key=k"]).is_err());
         assert!(parse(&["--log-level", "loud"]).is_err());
     }

@@ -2,20 +2,9 @@
 
 use super::clients::ClientStats;
 use super::context::Nsqd;
+use super::e2e::LatencyJson;
 use serde::Serialize;
 use std::fmt::Write;
-
-/// NSQ's (empty) end-to-end latency block; we do not track percentiles yet.
-#[derive(Debug, Serialize)]
-pub struct Latency {
-    count: u64,
-    percentiles: Option<Vec<serde_json::Value>>,
-}
-
-const NO_LATENCY: fn() -> Latency = || Latency {
-    count: 0,
-    percentiles: None,
-};
 
 /// One channel in `/stats`.
 #[derive(Debug, Serialize)]
@@ -31,7 +20,7 @@ pub struct ChannelStatsJson {
     pub client_count: usize,
     pub clients: Option<Vec<ClientStats>>,
     pub paused: bool,
-    pub e2e_processing_latency: Latency,
+    pub e2e_processing_latency: LatencyJson,
     /// Ours (NSQ has no replay): where the channel is in its topic's log.
     pub position: Position,
 }
@@ -74,7 +63,7 @@ pub struct TopicStatsJson {
     pub message_count: u64,
     pub message_bytes: u64,
     pub paused: bool,
-    pub e2e_processing_latency: Latency,
+    pub e2e_processing_latency: LatencyJson,
     /// Ours: the retained range of the log.
     pub retained: Retained,
 }
@@ -182,7 +171,11 @@ pub fn collect(nsqd: &Nsqd, query: &StatsQuery) -> Stats {
                     .include_clients
                     .then(|| subscribed.iter().map(|c| c.stats(pub_topic)).collect()),
                 paused: channel.is_paused(),
-                e2e_processing_latency: NO_LATENCY(),
+                e2e_processing_latency: nsqd
+                    .e2e
+                    .as_ref()
+                    .map(|e| e.channel_result(topic.name(), channel.name()))
+                    .unwrap_or_default(),
                 position: Position {
                     floor: s.floor,
                     next: s.next,
@@ -208,7 +201,18 @@ pub fn collect(nsqd: &Nsqd, query: &StatsQuery) -> Stats {
             message_count: tstats.message_count,
             message_bytes: tstats.message_bytes,
             paused: topic.is_paused(),
-            e2e_processing_latency: NO_LATENCY(),
+            e2e_processing_latency: nsqd
+                .e2e
+                .as_ref()
+                .map(|e| {
+                    let names: Vec<String> = topic
+                        .channels()
+                        .iter()
+                        .map(|c| c.name().to_string())
+                        .collect();
+                    e.topic_result(topic.name(), names.iter().map(String::as_str))
+                })
+                .unwrap_or_default(),
             retained: Retained {
                 first_offset: tstats.first_offset,
                 end_offset: tstats.end_offset,
@@ -367,14 +371,18 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration, now_secs: i64) ->
     for t in topics {
         let _ = writeln!(
             out,
-            "   [{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: ",
-            t.topic_name, t.depth, t.backend_depth, t.message_count
+            "   [{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: {}",
+            t.topic_name,
+            t.depth,
+            t.backend_depth,
+            t.message_count,
+            t.e2e_processing_latency.text()
         );
         for c in &t.channels {
             let _ = writeln!(
                 out,
-                "      [{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: ",
-                c.channel_name, c.depth, c.backend_depth, c.in_flight_count, c.deferred_count, c.requeue_count, c.timeout_count, c.message_count
+                "      [{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}",
+                c.channel_name, c.depth, c.backend_depth, c.in_flight_count, c.deferred_count, c.requeue_count, c.timeout_count, c.message_count, c.e2e_processing_latency.text()
             );
             for client in c.clients.iter().flatten() {
                 let _ = writeln!(

@@ -4,6 +4,7 @@ use super::auth::{AuthClient, AuthQuery, AuthState};
 use super::clients::{ClientInfo, Identity};
 use super::compression::{Compression, StreamDecoder, StreamEncoder};
 use super::context::{Nsqd, PublishError};
+use super::e2e;
 use super::identify::{self, IdentifyRequest, Negotiated};
 use super::tls::{ClientStream, TlsRequired};
 use crate::protocol::{self, Command, ProtocolError};
@@ -111,6 +112,8 @@ struct Subscription {
     topic: String,
     channel: Arc<Channel>,
     notify: Arc<Notify>,
+    /// FIN latencies waiting to be handed to the channel's window (with e2e percentiles on).
+    latency: Option<e2e::Recorder>,
 }
 
 /// One client connection.
@@ -132,8 +135,9 @@ struct Connection {
     auth: Option<(AuthState, String)>,
     ready: i64,
     closing: bool,
-    /// Our view of what this client holds: id -> deadline (engine timeouts happen at the same time).
-    in_flight: HashMap<MessageId, Instant>,
+    /// Our view of what this client holds: id -> (deadline, publish time in Unix ns); engine
+    /// timeouts happen at the same deadline.
+    in_flight: HashMap<MessageId, (Instant, i64)>,
     last_heard: Instant,
     /// How many messages the next take asks for: sized from the last take's frames so that
     /// one take stays near `TAKE_BYTES`; starts at 1, before any size is known.
@@ -361,7 +365,7 @@ impl Connection {
         }
         let now = Instant::now();
         let before = self.in_flight.len();
-        self.in_flight.retain(|_, deadline| *deadline > now);
+        self.in_flight.retain(|_, (deadline, _)| *deadline > now);
         if self.in_flight.len() != before {
             self.info
                 .in_flight_count
@@ -411,7 +415,7 @@ impl Connection {
                 d.id.as_bytes(),
                 &d.body,
             );
-            self.in_flight.insert(d.id, deadline);
+            self.in_flight.insert(d.id, (deadline, d.timestamp));
             sent += 1;
         }
         self.info
@@ -431,7 +435,13 @@ impl Connection {
             };
             let command = match protocol::parse_command(&mut self.input, &limits) {
                 Ok(Some(c)) => c,
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    // Everything read is handled: hand this read's FIN latencies over.
+                    if let Some(recorder) = self.sub.as_mut().and_then(|s| s.latency.as_mut()) {
+                        recorder.flush();
+                    }
+                    return Ok(());
+                }
                 Err(e) => return self.fail(e),
             };
             if let Err(e) = self.execute(command).await? {
@@ -817,6 +827,11 @@ impl Connection {
             topic: topic.to_string(),
             channel: channel_handle,
             notify: self.nsqd.notifier(topic),
+            latency: self
+                .nsqd
+                .e2e
+                .as_ref()
+                .map(|e| e2e::Recorder::new(e.channel(topic, channel))),
         });
         self.respond(b"OK");
         Ok(())
@@ -850,20 +865,26 @@ impl Connection {
         })
     }
 
-    fn forget(&mut self, id: &MessageId) {
-        self.in_flight.remove(id);
+    /// Drops `id` from the in-flight view; returns its publish time if it was there.
+    fn forget(&mut self, id: &MessageId) -> Option<i64> {
+        let published = self.in_flight.remove(id).map(|(_, ts)| ts);
         self.info
             .in_flight_count
             .store(self.in_flight.len() as i64, Ordering::Relaxed);
+        published
     }
 
     fn finish(&mut self, id: &MessageId) -> Result<(), ProtocolError> {
         let channel = self.subscribed_channel("FIN")?;
         let result = channel.finish(self.info.id, id);
-        self.forget(id);
+        let published = self.forget(id);
         match result {
             Ok(()) => {
                 self.info.finish_count.fetch_add(1, Ordering::Relaxed);
+                let latency = self.sub.as_mut().and_then(|s| s.latency.as_mut());
+                if let (Some(recorder), Some(published)) = (latency, published) {
+                    recorder.finished(self.nsqd.engine.now(), published);
+                }
                 Ok(())
             }
             Err(e) => Err(ProtocolError::non_fatal(
@@ -911,7 +932,7 @@ impl Connection {
             timeout.as_nanos() as i64,
         ) {
             Ok(()) => {
-                if let Some(deadline) = self.in_flight.get_mut(id) {
+                if let Some((deadline, _)) = self.in_flight.get_mut(id) {
                     *deadline = Instant::now() + timeout;
                 }
                 Ok(())
