@@ -45,6 +45,14 @@ impl RawClient {
         }
     }
 
+    /// Closes the writing side (TCP half-close): nsqd reads end of input, the reply can still come.
+    pub fn half_close(&mut self) {
+        self.stream
+            .socket()
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+    }
+
     /// Writes bytes as they are.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to nsqd");

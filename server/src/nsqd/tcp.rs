@@ -259,6 +259,11 @@ impl Connection {
                 read = self.stream.read(&mut raw) => {
                     let n = read.map_err(|e| format!("read error: {e}"))?;
                     if n == 0 {
+                        // A command cut short by the client's half-close: NSQ names what
+                        // it could not read before closing.
+                        if let Some(e) = protocol::truncated_error(&self.input) {
+                            return self.fail(e);
+                        }
                         return Ok(());
                     }
                     self.last_heard = Instant::now();

@@ -7,6 +7,7 @@ mod error;
 mod frame;
 mod lookup;
 mod mpub;
+mod truncated;
 
 pub use command::{parse_command, Command, Limits, MAX_LINE};
 pub use error::ProtocolError;
@@ -19,6 +20,7 @@ pub use lookup::{
     MAX_LOOKUP_LINE,
 };
 pub use mpub::{parse_mpub_body, split_http_mpub, HttpMpubError, MpubError};
+pub use truncated::truncated_error;
 
 /// What a V2 client sends first.
 pub const MAGIC_V2: &[u8; 4] = b"  V2";
