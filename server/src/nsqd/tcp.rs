@@ -20,6 +20,10 @@ use tokio::sync::{watch, Notify};
 
 /// How often a subscriber re-checks for deferred or requeued messages that became ready.
 const READY_POLL: Duration = Duration::from_millis(100);
+/// The socket read buffer of a new connection.
+const READ_BUFFER_MIN: usize = 1024;
+/// The socket read buffer of a busy connection.
+const READ_BUFFER_MAX: usize = 64 * 1024;
 /// Messages taken from the channel per engine call.
 const TAKE_BATCH: usize = 256;
 /// Roughly how many bytes one take may put into the output buffer. Taken messages are
@@ -158,8 +162,9 @@ impl Connection {
             stream: ClientStream::Plain(stream),
             security,
             shutdown,
-            input: BytesMut::with_capacity(16 * 1024),
-            output: BytesMut::with_capacity(16 * 1024),
+            // Grown on demand: an idle connection holds no buffers.
+            input: BytesMut::new(),
+            output: BytesMut::new(),
             decoder: None,
             encoder: None,
             settings,
@@ -213,7 +218,9 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> Result<(), CloseReason> {
-        let mut raw = vec![0u8; 64 * 1024];
+        // Starts small so thousands of idle connections cost little; doubles whenever a read
+        // fills it, up to READ_BUFFER_MAX, once a connection carries traffic.
+        let mut raw = vec![0u8; READ_BUFFER_MIN];
         let mut heartbeat = self.settings.heartbeat;
         let mut heartbeat_timer = heartbeat_interval(heartbeat);
         loop {
@@ -261,6 +268,9 @@ impl Connection {
                     }
                     self.last_heard = Instant::now();
                     self.absorb(&raw[..n])?;
+                    if n == raw.len() && raw.len() < READ_BUFFER_MAX {
+                        raw.resize(raw.len() * 2, 0);
+                    }
                     self.process_commands().await?;
                     self.journal_finished();
                 }
