@@ -283,7 +283,20 @@ impl Engine {
             .insert(topic.to_string(), created.clone());
         self.topology_changed();
         if !created.is_ephemeral() {
-            self.store_meta()?;
+            if let Err(e) = self.store_meta() {
+                // Not in meta means not created: undo it all (a full disk fails here too), so
+                // neither this process nor the next start sees a topic the caller was refused.
+                self.topics
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(topic);
+                created.mark_deleted();
+                self.topology_changed();
+                if let Some(dir) = &created.dir {
+                    self.remove_failed_topic_dir(dir);
+                }
+                return Err(e);
+            }
         }
         Ok(created)
     }

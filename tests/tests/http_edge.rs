@@ -74,3 +74,56 @@ fn an_http2_preface_gets_method_not_allowed() {
     assert_eq!(status_and_body(&answer).0, "405", "{answer}");
     assert_eq!(http_get(&nsqd.url("/ping")).status, 200);
 }
+
+/// Sends `body` in HTTP/1.1 chunks (no `Content-Length`), so only reading it can tell its size.
+fn chunked_post(nsqd: &Nsqd, path: &str, body: &[u8]) -> String {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in body.chunks(64 * 1024) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    exchange(nsqd, &request)
+}
+
+#[test]
+fn bodies_up_to_nsqs_limits_are_taken_and_longer_ones_get_nsqs_413() {
+    let nsqd = Nsqd::start(&[]);
+    // A 3 MB /mpub is under NSQ's --max-body-size (5 MiB): taken whole, with or without a
+    // Content-Length (a generic 2 MB body limit would refuse it).
+    let message = vec![b'm'; 100_000];
+    let mut body = Vec::new();
+    for _ in 0..30 {
+        body.extend_from_slice(&message);
+        body.push(b'\n');
+    }
+    let answer = chunked_post(&nsqd, "/mpub?topic=big", &body);
+    assert_eq!(status_and_body(&answer), ("200", "OK"), "{answer}");
+    let mut request =
+        format!("POST /mpub?topic=big HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            .into_bytes();
+    request.extend_from_slice(&body);
+    assert_eq!(status_and_body(&exchange(&nsqd, &request)), ("200", "OK"));
+    let stats = http_get(&nsqd.url("/stats?format=json&topic=big")).json();
+    assert_eq!(stats["topics"][0]["message_count"].as_u64(), Some(60));
+
+    // Chunked bodies past the limits get NSQ's codes, and nothing of them is published.
+    let answer = chunked_post(&nsqd, "/pub?topic=big", &vec![b'x'; 1024 * 1024 + 1]);
+    assert_eq!(
+        status_and_body(&answer),
+        ("413", "{\"message\":\"MSG_TOO_BIG\"}"),
+        "{answer}"
+    );
+    let answer = chunked_post(&nsqd, "/mpub?topic=big", &vec![b'x'; 5 * 1024 * 1024 + 1]);
+    assert_eq!(
+        status_and_body(&answer),
+        ("413", "{\"message\":\"BODY_TOO_BIG\"}"),
+        "{answer}"
+    );
+    let stats = http_get(&nsqd.url("/stats?format=json&topic=big")).json();
+    assert_eq!(stats["topics"][0]["message_count"].as_u64(), Some(60));
+}

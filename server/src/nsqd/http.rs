@@ -3,7 +3,8 @@
 use super::context::{Nsqd, PublishError};
 use super::stats::{self, StatsQuery};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::handler::Handler;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use nsq_engine::{name, Error as EngineError};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
 pub(super) type Params = Query<Vec<(String, String)>>;
@@ -109,8 +111,18 @@ pub fn router(nsqd: Arc<Nsqd>) -> Router {
         .route("/info", get_only(info))
         .route("/stats", get_only(stats_handler))
         .route("/metrics", get_only(metrics_handler))
-        .route("/pub", post_only(publish).layer(size_check.clone()))
-        .route("/mpub", post_only(multi_publish).layer(size_check))
+        .route(
+            "/pub",
+            post_only(publish)
+                .layer::<_, Infallible>(size_check.clone())
+                .layer(body_limit(nsqd.opts.max_msg_size)),
+        )
+        .route(
+            "/mpub",
+            post_only(multi_publish)
+                .layer::<_, Infallible>(size_check)
+                .layer(body_limit(nsqd.opts.max_body_size)),
+        )
         .route("/topic/retention", post_only(super::replay::retention))
         .route("/channel/rewind", post_only(super::replay::rewind))
         .route("/topic/{action}", any(topic_action))
@@ -125,6 +137,31 @@ pub fn router(nsqd: Arc<Nsqd>) -> Router {
         .fallback(fallback)
         .layer(axum::middleware::from_fn(log_request))
         .with_state(nsqd)
+}
+
+/// Bodies are read up to one byte past NSQ's limit (as Go's `io.LimitReader(max+1)`), so a
+/// body without `Content-Length` is refused with NSQ's code instead of axum's 2 MB default.
+fn body_limit(max: usize) -> DefaultBodyLimit {
+    DefaultBodyLimit::max(max.saturating_add(1))
+}
+
+/// The body, or the 413 NSQ answers when it is longer than `max` (`code`).
+fn limited_body(
+    body: Result<Bytes, BytesRejection>,
+    max: usize,
+    code: &'static str,
+) -> Result<Bytes, Reply> {
+    match body {
+        Ok(b) if b.len() > max => Err(Reply::Error(StatusCode::PAYLOAD_TOO_LARGE, code)),
+        Ok(b) => Ok(b),
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            Err(Reply::Error(StatusCode::PAYLOAD_TOO_LARGE, code))
+        }
+        Err(e) => Err(Reply::ErrorText(
+            StatusCode::BAD_REQUEST,
+            format!("BAD_BODY: {e}"),
+        )),
+    }
 }
 
 /// One line per request, as NSQ logs them: `200 GET /ping (127.0.0.1:55632) 1.9µs`.
@@ -364,12 +401,16 @@ fn publish_error(e: PublishError) -> Reply {
     }
 }
 
-async fn publish(State(nsqd): Shared, params: Params, body: Bytes) -> Reply {
+async fn publish(
+    State(nsqd): Shared,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
     let params = first_wins(params);
-    let max_msg = nsqd.opts.max_msg_size;
-    if body.len() > max_msg {
-        return Reply::Error(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG");
-    }
+    let body = match limited_body(body, nsqd.opts.max_msg_size, "MSG_TOO_BIG") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     if body.is_empty() {
         return bad("MSG_EMPTY");
     }
@@ -395,15 +436,20 @@ async fn publish(State(nsqd): Shared, params: Params, body: Bytes) -> Reply {
     }
 }
 
-async fn multi_publish(State(nsqd): Shared, params: Params, body: Bytes) -> Reply {
+async fn multi_publish(
+    State(nsqd): Shared,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
     let params = first_wins(params);
     let topic = match topic_param(&params, "INVALID_TOPIC") {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if body.len() > nsqd.opts.max_body_size {
-        return Reply::Error(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_BIG");
-    }
+    let body = match limited_body(body, nsqd.opts.max_body_size, "BODY_TOO_BIG") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let binary = flag(&params, "binary", false);
     let messages = match crate::protocol::split_http_mpub(
         &body,

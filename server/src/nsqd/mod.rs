@@ -261,13 +261,22 @@ pub async fn run(opts: NsqdOptions, shutdown: impl Future<Output = ()>) -> Resul
 }
 
 /// Every tick: requeue timed-out messages (waking subscribers), fire fsync timers, persist
-/// changed cursors and apply retention.
+/// changed cursors and apply retention; after a topology change, drop the latency windows of
+/// deleted channels (a channel re-created under the same name starts empty, as in NSQ).
 async fn housekeeping(nsqd: Arc<Nsqd>, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(TICK);
+    let mut topology = nsqd.engine.topology_generation();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
+        }
+        let generation = nsqd.engine.topology_generation();
+        if generation != topology {
+            topology = generation;
+            if let Some(e2e) = &nsqd.e2e {
+                e2e.retain(|topic, channel| nsqd.engine.channel(topic, channel).is_some());
+            }
         }
         let engine = nsqd.engine.clone();
         match tokio::task::spawn_blocking(move || engine.tick()).await {
