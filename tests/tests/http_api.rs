@@ -55,6 +55,8 @@ fn ping_info_and_unknown_paths() {
             "max_heartbeat_interval",
             "max_output_buffer_size",
             "max_output_buffer_timeout",
+            // ours: this nsqd's own release (NSQ's `version` stays 1.3.0)
+            "nsq_rs_version",
             "start_time",
             "tcp_port",
             "version"
