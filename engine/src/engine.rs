@@ -108,15 +108,7 @@ impl Engine {
                     events.push(RecoveryEvent::RemovedLeftover { path: dir });
                     continue;
                 }
-                // Salt u64::MAX marks "derive the salt from the log's records" (see open_topic).
-                meta.topics.push(TopicMeta {
-                    name: topic.clone(),
-                    salt: u64::MAX,
-                    paused: false,
-                    backlog_start: 0,
-                    retention: None,
-                    channels: Vec::new(),
-                });
+                meta.topics.push(TopicMeta::adopted(topic.clone()));
                 events.push(RecoveryEvent::AdoptedTopic { topic });
                 meta_changed = true;
             }
@@ -750,7 +742,7 @@ fn open_topic(
         .max()
         .unwrap_or(0)
         .max(meta.backlog_start);
-    let derive_salt = meta.salt == u64::MAX;
+    let derive_salt = meta.salt == TopicMeta::SALT_FROM_LOG;
     let salt = if derive_salt {
         rand::random()
     } else {

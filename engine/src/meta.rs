@@ -38,6 +38,25 @@ pub struct TopicMeta {
     pub channels: Vec<ChannelMeta>,
 }
 
+impl TopicMeta {
+    /// A `salt` that means "derive the salt from the log's records" (a topic found on disk
+    /// that meta did not name: its message ids must stay what they were).
+    pub const SALT_FROM_LOG: u64 = u64::MAX;
+
+    /// A topic found in the directory but missing from meta, taken back in with its defaults
+    /// and its salt read from its log when opened.
+    pub fn adopted(name: String) -> Self {
+        TopicMeta {
+            name,
+            salt: Self::SALT_FROM_LOG,
+            paused: false,
+            backlog_start: 0,
+            retention: None,
+            channels: Vec::new(),
+        }
+    }
+}
+
 /// One durable channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelMeta {

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, FsLock};
-use crate::meta::Meta;
+use crate::meta::{Meta, TopicMeta};
 use crate::name;
 use crate::segment;
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ pub fn list_topics(
             TopicFiles {
                 name: t.name.clone(),
                 dir: topics_dir.join(name::dir_name(&t.name)),
-                salt: Some(t.salt).filter(|&s| s != u64::MAX),
+                salt: Some(t.salt).filter(|&s| s != TopicMeta::SALT_FROM_LOG),
                 segments: Vec::new(),
                 channels: t.channels.iter().map(|c| c.name.clone()).collect(),
             },

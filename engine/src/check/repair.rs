@@ -152,14 +152,7 @@ impl Repairer<'_> {
             let i = match meta.topics.iter().position(|t| t.name == topic) {
                 Some(i) => i,
                 None => {
-                    meta.topics.push(TopicMeta {
-                        name: topic.clone(),
-                        salt: u64::MAX,
-                        paused: false,
-                        backlog_start: 0,
-                        retention: None,
-                        channels: Vec::new(),
-                    });
+                    meta.topics.push(TopicMeta::adopted(topic.clone()));
                     added.push(format!("topic {topic}"));
                     meta.topics.len() - 1
                 }
