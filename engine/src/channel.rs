@@ -209,7 +209,8 @@ impl Channel {
 
     /// Takes up to `max` deliverable messages for `client`, in flight until `now + timeout_ns`.
     /// Ready requeued messages go first, then new ones from the log; DPUB messages not yet due
-    /// are set aside. Returns how many were added to `out`.
+    /// are set aside. Returns how many were added to `out`; a read failing after some were
+    /// taken returns those, and the next take meets the failure.
     pub fn take(
         &self,
         now: i64,
@@ -243,13 +244,19 @@ impl Channel {
                     Ok(None) | Err(Error::BeforeRetention { .. }) => inner.stats.skipped += 1,
                     Err(e) => {
                         inner.cursor.wait(offset, now, attempts);
-                        return Err(e);
+                        // What was taken is in flight already: hand it out, fail the next take.
+                        return if taken > 0 { Ok(taken) } else { Err(e) };
                     }
                 }
                 continue;
             }
-            if inner.buffer.is_empty() && !self.refill(inner)? {
-                break;
+            if inner.buffer.is_empty() {
+                match self.refill(inner) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(_) if taken > 0 => break,
+                    Err(e) => return Err(e),
+                }
             }
             let Some(m) = inner.buffer.pop_front() else {
                 break;

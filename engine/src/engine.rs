@@ -592,15 +592,24 @@ impl Engine {
 
     /// Everything [`Engine::close`] writes, without giving up the engine (for a server that
     /// shares it between tasks): fsync every log, persist every cursor and the metadata.
+    /// A topic whose log fails (say, one refusing appends after a segment shrank) does not
+    /// stop the others: everything is still written, and the first error is returned.
     pub fn flush(&self) -> Result<()> {
         let now = self.now();
+        let mut first_error = None;
         for topic in self.topics() {
             if let Some(log) = topic.storage.disk() {
-                log.sync_all(now)?;
+                if let Err(e) = log.sync_all(now) {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        self.persist_cursors()?;
-        self.store_meta()
+        for result in [self.persist_cursors(), self.store_meta()] {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn store_meta(&self) -> Result<()> {

@@ -44,16 +44,27 @@ pub enum Error {
         /// Highest version this build understands.
         supported: u32,
     },
-    /// An fsync failed earlier: the kernel may have dropped dirty pages, so the log refuses
-    /// further appends until the data directory is reopened (and recovered).
-    #[error(
-        "topic {topic} refuses appends after a failed fsync or write ({cause}); restart to recover"
-    )]
+    /// An fsync or write failed earlier (the kernel may have dropped dirty pages), or a
+    /// segment file shrank under the running log: the log refuses further appends until the
+    /// data directory is reopened (and recovered).
+    #[error("topic {topic} refuses appends ({cause}); restart to recover")]
     Poisoned {
         /// The topic whose log is poisoned.
         topic: String,
         /// The original failure.
         cause: String,
+    },
+    /// A segment file is shorter than what the log wrote to it or read from it: something
+    /// outside nsqd truncated it. The topic's log stops accepting appends (see
+    /// [`Error::Poisoned`]) rather than acknowledge into a file it no longer trusts.
+    #[error("segment file {} is {found} bytes, shorter than the {written} bytes written to it: it was truncated behind nsqd's back", path.display())]
+    Shrunk {
+        /// The segment file.
+        path: PathBuf,
+        /// Its length now.
+        found: u64,
+        /// The length the log wrote (or found at open) and readers rely on.
+        written: u64,
     },
     /// A topic or channel name is not valid (NSQ's rules: 1-64 of `[.a-zA-Z0-9_-]`, optional `#ephemeral`).
     #[error("invalid name {0:?}")]
@@ -141,6 +152,15 @@ impl Error {
             Error::Poisoned { topic, cause } => Error::Poisoned {
                 topic: topic.clone(),
                 cause: cause.clone(),
+            },
+            Error::Shrunk {
+                path,
+                found,
+                written,
+            } => Error::Shrunk {
+                path: path.clone(),
+                found: *found,
+                written: *written,
             },
             Error::InvalidName(n) => Error::InvalidName(n.clone()),
             Error::TopicNotFound(n) => Error::TopicNotFound(n.clone()),

@@ -4,7 +4,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use nsq_engine::fs::{DirEntry, FileSystem, FsFile, FsLock, OpenMode, SimFaults, SimFs};
 use nsq_engine::log::LogReader;
@@ -104,9 +103,6 @@ impl FileSystem for GatedFs {
             }));
         }
         Ok(file)
-    }
-    fn map(&self, path: &Path) -> io::Result<Bytes> {
-        self.inner.map(path)
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         self.inner.create_dir_all(path)

@@ -495,3 +495,54 @@ fn damage_at_a_finished_offset_keeps_later_cursor_entries() {
     expected.extend(40..=45);
     assert_eq!(offsets, expected);
 }
+
+/// Damage longer than the window a reader resynchronises with (it reads a sealed segment a
+/// window at a time, never the rest of the segment at once): the reader still lands on the
+/// first good record after it, and skips exactly the damaged records.
+#[test]
+fn damage_longer_than_the_resync_window_costs_only_the_damaged_records() {
+    let (fs, clock) = sim();
+    let body = "w".repeat(1000);
+    let mut options = sim_options(&fs, &clock);
+    options.max_bytes_per_file = 4 << 20;
+    options.max_msg_size = 64 * 1024;
+    let rec = record_len(body.len()) as u64;
+    let total = (options.max_bytes_per_file / rec + 200) as usize;
+    {
+        let engine = Engine::open("/data", options.clone()).expect("open");
+        let topic = engine.create_topic("t").expect("topic");
+        for chunk in vec![body.as_str(); total].chunks(100) {
+            topic.publish(chunk, 0).expect("publish");
+        }
+        engine.close().expect("close");
+    }
+    let segments = segment_files(&fs, "t");
+    assert_eq!(segments.len(), 2, "one sealed segment and the active one");
+    // Zero records 100..1200: about 1.1 MiB, more than one resync window (1 MiB here).
+    let (from, to) = (100u64, 1200u64);
+    let mut data = fs.file_data(&segments[0]).expect("data");
+    let start = (32 + from * rec) as usize;
+    let end = (32 + to * rec) as usize;
+    assert!(end - start > 1 << 20);
+    data[start..end].fill(0);
+    overwrite(&fs, &segments[0], &data);
+    let engine = Engine::open("/data", options).expect("reopen");
+    let offsets: Vec<u64> = read_log(&engine, "t")
+        .expect("reading skips the damage")
+        .iter()
+        .map(|m| m.offset)
+        .collect();
+    let expected: Vec<u64> = (0..total as u64)
+        .filter(|o| !(from..to).contains(o))
+        .collect();
+    assert_eq!(offsets, expected);
+    let damage = engine.topic("t").expect("topic").storage().skipped_damage();
+    assert!(
+        matches!(
+            damage.as_slice(),
+            [RecoveryEvent::SkippedDamage { from: f, to: t, position: p, .. }]
+                if (*f, *t, *p) == (from, to, start as u64)
+        ),
+        "{damage:?}"
+    );
+}

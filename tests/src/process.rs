@@ -175,6 +175,13 @@ impl Nsqd {
         ));
     }
 
+    /// How the process ended, if it has (`None` while it runs or when it was never started).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// `kill -9`, then wait for the process to be gone.
     pub fn kill9(&mut self) {
         kill9(&mut self.child);

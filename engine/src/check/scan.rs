@@ -140,18 +140,26 @@ pub fn scan_segment(bytes: &[u8], first: u64) -> SegmentScan {
 /// The next position after `from` holding a good record whose offset could follow `expected`
 /// after the lost bytes (every lost record took at least a header's worth of them).
 pub fn resync(bytes: &[u8], from: usize, expected: u64) -> Option<(usize, u64)> {
-    let mut q = from + 1;
+    resync_in(bytes, 0, from as u64, expected).map(|(q, offset)| (q as usize, offset))
+}
+
+/// [`resync`] over a window of a segment: `bytes` are the segment's bytes from position
+/// `base`, `from` (at or after `base`) is the damaged position. Only records wholly inside the
+/// window are found; the answer is `(position in the segment, offset)`.
+pub fn resync_in(bytes: &[u8], base: u64, from: u64, expected: u64) -> Option<(u64, u64)> {
+    let start = usize::try_from((from + 1).saturating_sub(base)).ok()?;
+    let mut q = start;
     while q + RECORD_HEADER <= bytes.len() {
         let data = &bytes[q..];
         let covered = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
         let offset = be_u64(&data[8..16]);
-        let most_lost = ((q - from) / RECORD_HEADER) as u64 + 1;
+        let most_lost = ((base + q as u64 - from) / RECORD_HEADER as u64) + 1;
         let plausible = covered >= COVERED_HEADER
             && q + covered + 8 <= bytes.len()
             && offset >= expected
             && offset <= expected.saturating_add(most_lost);
         if plausible && check_record(data).is_ok() {
-            return Some((q, offset));
+            return Some((base + q as u64, offset));
         }
         q += 1;
     }

@@ -4,7 +4,6 @@
 //! spirit; nsqd enables it through an environment variable, never by default.
 
 use super::{DirEntry, FileSystem, FsFile, FsLock, OpenMode, RealFs};
-use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -66,10 +65,6 @@ impl FileSystem for SyncJournalFs {
             path: path.to_path_buf(),
             journal: self.journal.clone(),
         }))
-    }
-
-    fn map(&self, path: &Path) -> io::Result<Bytes> {
-        RealFs.map(path)
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {

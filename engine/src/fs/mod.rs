@@ -13,7 +13,6 @@ pub use journal::SyncJournalFs;
 pub use real::RealFs;
 pub use sim::{SimFaults, SimFs};
 
-use bytes::Bytes;
 use std::fmt::Debug;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -80,9 +79,6 @@ pub trait FsLock: Send + Sync + Debug {}
 pub trait FileSystem: Send + Sync + Debug {
     /// Opens (or creates) the file at `path`.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FsFile>>;
-    /// Maps the whole file read-only (mmap on a real file system); an empty file maps to empty bytes.
-    /// The file must not be modified while the mapping is alive (used for sealed segments only).
-    fn map(&self, path: &Path) -> io::Result<Bytes>;
     /// Creates a directory and all its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Lists a directory.

@@ -1,7 +1,6 @@
 //! [`RealFs`]: the [`FileSystem`] backed by the operating system.
 
 use super::{DirEntry, FileSystem, FsFile, FsLock, OpenMode};
-use bytes::Bytes;
 use fs2::FileExt as _;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -9,7 +8,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The real file system (`std::fs`, positional I/O, mmap, `flock`).
+/// The real file system (`std::fs`, positional I/O, `flock`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
 
@@ -67,18 +66,6 @@ impl FileSystem for RealFs {
         Ok(Arc::new(RealFile {
             file: options.open(path)?,
         }))
-    }
-
-    fn map(&self, path: &Path) -> io::Result<Bytes> {
-        let file = File::open(path)?;
-        // mmap of a zero-length file fails with EINVAL, so empty files get empty bytes.
-        if file.metadata()?.len() == 0 {
-            return Ok(Bytes::new());
-        }
-        // SAFETY: the `FileSystem::map` contract says the file is not modified while the
-        // mapping lives (only sealed segments are mapped), so the bytes never change under us.
-        let mmap = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(Bytes::from_owner(mmap))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -186,28 +173,6 @@ mod tests {
         let missing = dir.path().join("missing");
         assert_eq!(
             fs.open(&missing, OpenMode::Read).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-    }
-
-    #[test]
-    fn map_file_and_empty_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = RealFs;
-        let path = dir.path().join("seg");
-        fs.write_atomic(&path, b"segment bytes").unwrap();
-        let bytes = fs.map(&path).unwrap();
-        assert_eq!(&bytes[..], b"segment bytes");
-        // The mapping is independent of any handle and cheap to clone.
-        let slice = bytes.slice(8..);
-        drop(bytes);
-        assert_eq!(&slice[..], b"bytes");
-
-        let empty = dir.path().join("empty");
-        fs.open(&empty, OpenMode::CreateNew).unwrap();
-        assert!(fs.map(&empty).unwrap().is_empty());
-        assert_eq!(
-            fs.map(&dir.path().join("nope")).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
     }

@@ -18,7 +18,6 @@
 //!   anything they do afterwards is meaningless: drop the engine before cutting the power.
 
 use super::{DirEntry, FileSystem, FsFile, FsLock, OpenMode};
-use bytes::Bytes;
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -498,12 +497,6 @@ impl FileSystem for SimFs {
             file,
             writable,
         }))
-    }
-
-    fn map(&self, path: &Path) -> io::Result<Bytes> {
-        let file = self.state().live_file(path)?;
-        let data = lock(&file).data.clone();
-        Ok(Bytes::from(data))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -1026,7 +1019,6 @@ mod tests {
                 .kind(),
             not_found
         );
-        assert_eq!(fs.map(p("/data/x")).unwrap_err().kind(), not_found);
         assert_eq!(
             fs.rename(p("/data/x"), p("/data/y")).unwrap_err().kind(),
             not_found
@@ -1063,7 +1055,7 @@ mod tests {
     }
 
     #[test]
-    fn handles_map_and_truncate() {
+    fn handles_see_writes_and_truncate() {
         let fs = fs_with_data_dir();
         let w = create_durable(&fs, "/data/f");
         let r = fs.open(p("/data/f"), OpenMode::Read).unwrap();
@@ -1071,13 +1063,13 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(r.read_at(&mut buf, 1).unwrap(), 4);
         assert_eq!(&buf[..4], b"ello");
-        assert!(fs.map(p("/data/f")).unwrap() == Bytes::from_static(b"hello"));
+        assert_eq!(fs.read_all(p("/data/f")).unwrap(), b"hello");
         w.sync_data().unwrap();
 
         // Truncating on open is undone by a cut until synced.
         let t = fs.open(p("/data/f"), OpenMode::CreateTruncate).unwrap();
         assert_eq!(r.len().unwrap(), 0);
-        assert!(fs.map(p("/data/f")).unwrap().is_empty());
+        assert!(fs.read_all(p("/data/f")).unwrap().is_empty());
         drop((w, t));
         fs.power_cut();
         // A handle kept across the cut sees the post-cut state.

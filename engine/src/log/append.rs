@@ -186,10 +186,13 @@ impl LogCore {
     }
 
     fn poisoned(&self, w: &Writer) -> Option<Error> {
-        w.poisoned.as_ref().map(|cause| Error::Poisoned {
-            topic: self.topic.clone(),
-            cause: cause.clone(),
-        })
+        w.poisoned
+            .as_ref()
+            .or(self.failed.get())
+            .map(|cause| Error::Poisoned {
+                topic: self.topic.clone(),
+                cause: cause.clone(),
+            })
     }
 
     /// [`TopicLog::append`] on the caller's thread: stage, write, and fsync when due.
@@ -396,6 +399,19 @@ impl LogCore {
     /// clears and appends resume); if even that fails, the log is poisoned.
     fn write_out(&self, w: &mut Writer, records: &[u8], index: &[u8]) -> Result<()> {
         let path = &w.active.path;
+        // A file shorter than what was written to it was truncated behind our back: a write
+        // at our end would leave a hole that recovery cuts off with everything after it, so
+        // nothing more is acknowledged into it.
+        let found = w.file.len().at(path)?;
+        if found < w.pos {
+            let shrunk = Error::Shrunk {
+                path: path.clone(),
+                found,
+                written: w.pos,
+            };
+            self.fail(&shrunk);
+            return Err(shrunk);
+        }
         let result = w.file.write_all_at(records, w.pos).at(path).and_then(|()| {
             if index.is_empty() {
                 Ok(())
@@ -500,11 +516,8 @@ impl LogCore {
     fn sync_once(&self, now: i64) -> Result<()> {
         let (file, index_file, segment, pos, end) = {
             let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(cause) = &w.poisoned {
-                return Err(Error::Poisoned {
-                    topic: self.topic.clone(),
-                    cause: cause.clone(),
-                });
+            if let Some(e) = self.poisoned(&w) {
+                return Err(e);
             }
             (
                 w.file.clone(),
@@ -535,7 +548,7 @@ impl LogCore {
             let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             let due = w.unsynced > 0
                 && now.saturating_sub(w.last_sync) >= self.config.sync.timeout.as_nanos() as i64;
-            (due && w.poisoned.is_none(), w.next_offset)
+            (due && self.poisoned(&w).is_none(), w.next_offset)
         };
         if due {
             self.sync_to(end, now)?;

@@ -22,7 +22,10 @@ use segment_handle::Segment;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+
+/// Bytes read at a time while looking for the next good record after damage.
+const RESYNC_WINDOW: usize = 1 << 20;
 
 /// Settings a log needs from the engine's options.
 #[derive(Debug, Clone)]
@@ -67,6 +70,31 @@ struct LogCore {
     fsyncs: AtomicU64,
     /// Messages those fsyncs made durable (divided by `fsyncs`: messages per fsync).
     synced_messages: AtomicU64,
+    /// Set when a segment file shrank under the running log: why appends are refused. Kept
+    /// apart from the writer's own poison so readers can set it without the writer lock.
+    failed: OnceLock<String>,
+}
+
+impl LogCore {
+    /// Fails the log for good after `cause` (a segment that shrank under us): appends are
+    /// refused from now on, and one ERROR line names the file. Later calls change nothing.
+    fn fail(&self, cause: &Error) {
+        if self.failed.set(cause.to_string()).is_ok() {
+            tracing::error!(
+                topic = %self.topic,
+                "{cause}; topic {} refuses publishes until nsqd is restarted (run `nsq_log verify` first)",
+                self.topic
+            );
+        }
+    }
+
+    /// Passes `result` on, failing the log first if it reports a segment that shrank.
+    fn watch<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e @ Error::Shrunk { .. }) = &result {
+            self.fail(e);
+        }
+        result
+    }
 }
 
 /// How many fsyncs a log made and how many messages they made durable.
@@ -182,7 +210,7 @@ impl TopicLog {
     /// Publish time of the oldest retained message, if there is one.
     pub fn first_timestamp(&self) -> Result<Option<i64>> {
         for segment in self.segments() {
-            if let Some(t) = segment.first_timestamp(&*self.core.fs)? {
+            if let Some(t) = self.core.watch(segment.first_timestamp(&*self.core.fs))? {
                 return Ok(Some(t));
             }
         }
@@ -198,8 +226,27 @@ impl TopicLog {
 
     /// Reads up to `max_count` messages (and about `max_bytes`) from where `reader` is,
     /// appending them to `out`. Returns how many were read (0 at the end of the log). A read
-    /// below the oldest retained offset fails with [`Error::BeforeRetention`].
+    /// below the oldest retained offset fails with [`Error::BeforeRetention`]. A read that
+    /// fails after it read some messages returns those; the next read meets the failure.
     pub fn read(
+        &self,
+        reader: &mut LogReader,
+        max_bytes: usize,
+        max_count: usize,
+        out: &mut VecDeque<Message>,
+    ) -> Result<usize> {
+        let before = out.len();
+        let read = self.read_records(reader, max_bytes, max_count, out);
+        match self.core.watch(read) {
+            // What was read before the failure is sound: hand it out; the reader stays at the
+            // failure, so the next read meets it again.
+            Err(_) if out.len() > before => Ok(out.len() - before),
+            other => other,
+        }
+    }
+
+    /// [`TopicLog::read`] without the check for a shrunk segment.
+    fn read_records(
         &self,
         reader: &mut LogReader,
         max_bytes: usize,
@@ -235,6 +282,7 @@ impl TopicLog {
                     );
                     reader.offset = next.first_offset;
                 }
+                segment.release_handle();
                 reader.place = Some((next, HEADER_LEN));
                 continue;
             }
@@ -337,12 +385,26 @@ impl TopicLog {
         reader: &mut LogReader,
         reason: &str,
     ) -> Result<u64> {
+        let skipped = self.skip_damage_from(segment, pos, reader, reason);
+        if skipped.is_err() {
+            // The reader stays at the damage, so a later read starts there again.
+            reader.place = Some((segment.clone(), pos));
+        }
+        skipped
+    }
+
+    fn skip_damage_from(
+        &self,
+        segment: &Arc<Segment>,
+        pos: u64,
+        reader: &mut LogReader,
+        reason: &str,
+    ) -> Result<u64> {
         // Whether the segment was sealed before its bytes were read: only then are its
         // visible length and end offset final, and consistent with what was read.
         let sealed = segment.is_sealed();
-        let rest = segment.read_bytes(&*self.core.fs, pos, usize::MAX)?;
-        let (new_pos, new_offset) = match crate::check::scan::resync(&rest, 0, reader.offset) {
-            Some((q, offset)) => (pos + q as u64, offset),
+        let (new_pos, new_offset) = match self.resync(segment, pos, reader.offset)? {
+            Some(found) => found,
             None if sealed => (segment.visible_len(), segment.end_offset()),
             // Damage with no good record after it yet, in the segment being appended: nothing
             // tells which offset the bytes after it will hold, so this read fails (no record
@@ -353,6 +415,27 @@ impl TopicLog {
         self.report_skipped(&segment.path, pos, reason, reader.offset, new_offset);
         reader.offset = new_offset;
         Ok(new_pos)
+    }
+
+    /// The position and offset of the first good record after damage at `pos` (where `expected`
+    /// was due), read a window at a time so a damaged record never costs reading the rest of
+    /// the segment into memory at once; `None` when no good record follows in what is visible.
+    fn resync(&self, segment: &Segment, pos: u64, expected: u64) -> Result<Option<(u64, u64)>> {
+        // Windows overlap by the longest possible record, so one starting near a window's end
+        // is checked whole in the next window.
+        let longest = record::record_len(self.core.config.max_body);
+        let window = RESYNC_WINDOW.max(2 * longest);
+        let mut base = pos;
+        loop {
+            let bytes = segment.read_bytes(&*self.core.fs, base, window)?;
+            if let Some(found) = crate::check::scan::resync_in(&bytes, base, pos, expected) {
+                return Ok(Some(found));
+            }
+            if bytes.len() < window {
+                return Ok(None);
+            }
+            base += (window - longest) as u64;
+        }
     }
 
     /// The segment and byte position of `reader.offset`, looked up through the index when the
@@ -391,7 +474,7 @@ impl TopicLog {
         while walker.offset < target {
             skipped.clear();
             let remaining = (target - walker.offset) as usize;
-            let n = self.read(&mut walker, 64 * 1024, remaining, &mut skipped)?;
+            let n = self.read_records(&mut walker, 64 * 1024, remaining, &mut skipped)?;
             if n == 0 {
                 break;
             }
@@ -423,6 +506,12 @@ impl TopicLog {
     /// The first offset whose publish time is at or after `timestamp` (the end of the log if
     /// none is), found through the sparse indexes.
     pub fn offset_at_time(&self, timestamp: i64) -> Result<u64> {
+        let found = self.find_time(timestamp);
+        self.core.watch(found)
+    }
+
+    /// [`TopicLog::offset_at_time`] without the check for a shrunk segment.
+    fn find_time(&self, timestamp: i64) -> Result<u64> {
         let segments = self.segments();
         // The last segment whose first record is older than `timestamp` holds the answer's
         // predecessor; timestamps never decrease along the log.
@@ -447,7 +536,7 @@ impl TopicLog {
         let mut batch = VecDeque::new();
         loop {
             batch.clear();
-            if self.read(&mut reader, 64 * 1024, 4096, &mut batch)? == 0 {
+            if self.read_records(&mut reader, 64 * 1024, 4096, &mut batch)? == 0 {
                 return Ok(reader.offset);
             }
             if let Some(m) = batch.iter().find(|m| m.timestamp >= timestamp) {
@@ -468,8 +557,9 @@ impl TopicLog {
         let mut keep_from = consumed.len();
         let mut kept_bytes = 0u64;
         for &i in consumed.iter().rev() {
-            let newest = segments[i + 1]
-                .first_timestamp(&*self.core.fs)?
+            let newest = self
+                .core
+                .watch(segments[i + 1].first_timestamp(&*self.core.fs))?
                 .unwrap_or(now);
             let age_ok = retention
                 .time_ns

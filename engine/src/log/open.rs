@@ -232,6 +232,7 @@ impl TopicLog {
                     bytes_appended: AtomicU64::new(0),
                     fsyncs: AtomicU64::new(0),
                     synced_messages: AtomicU64::new(0),
+                    failed: std::sync::OnceLock::new(),
                 }),
                 group: GroupWriter::default(),
                 damage: Mutex::new(Vec::new()),

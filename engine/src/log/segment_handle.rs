@@ -1,7 +1,7 @@
 //! One segment of a topic log as the running engine holds it.
 
 use crate::error::{Error, IoContext, Result};
-use crate::fs::{FileSystem, FsFile};
+use crate::fs::{FileSystem, FsFile, OpenMode};
 use crate::index::IndexEntry;
 use crate::record::RECORD_HEADER_LEN;
 use crate::segment::HEADER_LEN;
@@ -10,15 +10,18 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
-/// A segment: sealed (immutable, read through a memory map) or the active one being appended.
+/// A segment: sealed (immutable) or the active one being appended. Both are read with
+/// positional reads (`pread`), never through a memory map: a file truncated behind nsqd's back
+/// then yields a short read, which is reported, instead of a SIGBUS that kills the process.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub first_offset: u64,
     pub path: PathBuf,
     pub index_path: PathBuf,
-    /// Open handle while the segment is active; dropped when it is sealed.
+    /// Open handle: the writer's while the segment is active (kept once it is sealed), or one
+    /// opened read-only on demand; dropped when a reader leaves a sealed segment, so caught-up
+    /// channels hold no descriptors of old segments.
     file: RwLock<Option<Arc<dyn FsFile>>>,
-    mapped: OnceLock<Bytes>,
     sealed: AtomicBool,
     /// Bytes readers may see (complete records, and with strict sync only fsynced ones).
     visible_len: AtomicU64,
@@ -44,7 +47,6 @@ impl Segment {
             path,
             index_path,
             file: RwLock::new(Some(file)),
-            mapped: OnceLock::new(),
             sealed: AtomicBool::new(false),
             visible_len: AtomicU64::new(visible_len),
             end_offset: AtomicU64::new(end_offset),
@@ -66,7 +68,6 @@ impl Segment {
             path,
             index_path,
             file: RwLock::new(None),
-            mapped: OnceLock::new(),
             sealed: AtomicBool::new(true),
             visible_len: AtomicU64::new(len),
             end_offset: AtomicU64::new(end_offset),
@@ -93,11 +94,27 @@ impl Segment {
         self.end_offset.fetch_max(end_offset, Ordering::AcqRel);
     }
 
-    /// Marks the segment immutable; readers switch to the memory map.
+    /// Marks the segment immutable (its visible length and end offset are final).
     pub fn seal(&self, len: u64, end_offset: u64) {
         self.publish(len, end_offset);
         self.sealed.store(true, Ordering::Release);
-        *self.file.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Closes the handle of a sealed segment a reader has finished with; a later read opens
+    /// it again. The active segment keeps the writer's handle.
+    pub fn release_handle(&self) {
+        if self.is_sealed() {
+            *self.file.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    fn handle(&self, fs: &dyn FileSystem) -> Result<Arc<dyn FsFile>> {
+        if let Some(file) = &*self.file.read().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(file.clone());
+        }
+        let opened = fs.open(&self.path, OpenMode::Read).at(&self.path)?;
+        let mut slot = self.file.write().unwrap_or_else(|e| e.into_inner());
+        Ok(slot.get_or_insert(opened).clone())
     }
 
     pub fn index_snapshot_floor_by_offset(&self, offset: u64) -> Option<IndexEntry> {
@@ -110,40 +127,26 @@ impl Segment {
         crate::index::floor_by_time(&index, timestamp).copied()
     }
 
-    /// Bytes `[pos, pos + want)` of the segment, clamped to what is visible. Sealed segments
-    /// are served from the memory map without copying; the active one with a positional read.
+    /// Bytes `[pos, pos + want)` of the segment, clamped to what is visible, read with one
+    /// positional read. A file shorter than what readers may see (truncated behind nsqd's
+    /// back) fails with [`Error::Shrunk`].
     pub fn read_bytes(&self, fs: &dyn FileSystem, pos: u64, want: usize) -> Result<Bytes> {
         let visible = self.visible_len();
         if pos >= visible {
             return Ok(Bytes::new());
         }
         let want = want.min((visible - pos) as usize);
-        if !self.is_sealed() {
-            let handle = self.file.read().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(file) = handle {
-                let mut buf = vec![0u8; want];
-                file.read_exact_at(&mut buf, pos).at(&self.path)?;
-                return Ok(Bytes::from(buf));
-            }
+        let file = self.handle(fs)?;
+        let mut buf = vec![0u8; want];
+        match file.read_exact_at(&mut buf, pos) {
+            Ok(()) => Ok(Bytes::from(buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::Shrunk {
+                path: self.path.clone(),
+                found: file.len().at(&self.path)?,
+                written: visible,
+            }),
+            Err(e) => Err(Error::io(&self.path, e)),
         }
-        let map = self.map(fs)?;
-        let end = (pos as usize).saturating_add(want).min(map.len());
-        if (pos as usize) > end {
-            return Err(Error::corrupt(
-                &self.path,
-                pos,
-                "segment file is shorter than recorded",
-            ));
-        }
-        Ok(map.slice(pos as usize..end))
-    }
-
-    fn map(&self, fs: &dyn FileSystem) -> Result<Bytes> {
-        if let Some(m) = self.mapped.get() {
-            return Ok(m.clone());
-        }
-        let m = fs.map(&self.path).at(&self.path)?;
-        Ok(self.mapped.get_or_init(|| m).clone())
     }
 
     /// Publish time of the segment's first record (None while it has none).
