@@ -4,7 +4,7 @@ use crate::channel::Channel;
 use crate::clock::Clock;
 use crate::cursor::ChannelStart;
 use crate::error::{Error, Result};
-use crate::log::Appended;
+use crate::log::{Appended, SyncCounts};
 use crate::options::Retention;
 use crate::storage::Storage;
 use std::collections::BTreeMap;
@@ -33,6 +33,17 @@ pub struct TopicStats {
     pub fsyncs: u64,
     /// Messages those fsyncs made durable (`fsynced_messages / fsyncs`: messages per fsync).
     pub fsynced_messages: u64,
+}
+
+/// What a disk-backed topic's log did since the process started (for `/metrics`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogMetrics {
+    /// Bytes written to segment files by appends.
+    pub bytes_appended: u64,
+    /// Segment files the log holds now.
+    pub segments: usize,
+    /// Its fsyncs: counts, latency and messages per fsync.
+    pub syncs: SyncCounts,
 }
 
 /// A topic.
@@ -248,6 +259,15 @@ impl Topic {
         floors
             .min()
             .unwrap_or_else(|| self.backlog_start.load(Ordering::Acquire))
+    }
+
+    /// What the topic's log did since the process started; `None` for an in-memory topic.
+    pub fn log_metrics(&self) -> Option<LogMetrics> {
+        self.storage.disk().map(|log| LogMetrics {
+            bytes_appended: log.bytes_appended(),
+            segments: log.segment_count(),
+            syncs: log.sync_counts(),
+        })
     }
 
     /// The topic's numbers.
