@@ -15,6 +15,7 @@ pub mod clock;
 pub mod cursor;
 mod engine;
 pub mod error;
+mod feed;
 pub mod fin_journal;
 pub mod framed;
 pub mod fs;
