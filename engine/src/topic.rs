@@ -5,7 +5,7 @@ use crate::clock::Clock;
 use crate::cursor::ChannelStart;
 use crate::error::{Error, Result};
 use crate::feed::Feed;
-use crate::log::{Appended, LogReader};
+use crate::log::{Appended, LogReader, SyncCounts};
 use crate::options::Retention;
 use crate::storage::Storage;
 use std::collections::{BTreeMap, VecDeque};
@@ -35,6 +35,17 @@ pub struct TopicStats {
     pub fsyncs: u64,
     /// Messages those fsyncs made durable (`fsynced_messages / fsyncs`: messages per fsync).
     pub fsynced_messages: u64,
+}
+
+/// What a disk-backed topic's log did since the process started (for `/metrics`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogMetrics {
+    /// Bytes written to segment files by appends.
+    pub bytes_appended: u64,
+    /// Segment files the log holds now.
+    pub segments: usize,
+    /// Its fsyncs: counts, latency and messages per fsync.
+    pub syncs: SyncCounts,
 }
 
 /// A topic.
@@ -332,6 +343,15 @@ impl Topic {
         }
         self.feed.extend_back(from, found);
         Ok(())
+    }
+
+    /// What the topic's log did since the process started; `None` for an in-memory topic.
+    pub fn log_metrics(&self) -> Option<LogMetrics> {
+        self.storage.disk().map(|log| LogMetrics {
+            bytes_appended: log.bytes_appended(),
+            segments: log.segment_count(),
+            syncs: log.sync_counts(),
+        })
     }
 
     /// The topic's numbers.
