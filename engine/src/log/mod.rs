@@ -4,6 +4,7 @@
 mod append;
 mod group;
 mod open;
+mod prepare;
 mod segment_handle;
 
 pub use append::Appended;
