@@ -144,7 +144,12 @@ fn sealed_segments_end_at_their_last_record() {
     let rec = record_len(body.len());
     for sealed in &logs[..logs.len() - 1] {
         let len = fs.file_data(sealed).expect("data").len();
-        assert_eq!((len - 32) % rec, 0, "{} ends mid-record or in zeros", sealed.display());
+        assert_eq!(
+            (len - 32) % rec,
+            0,
+            "{} ends mid-record or in zeros",
+            sealed.display()
+        );
     }
     let report = verify(&fs, Path::new("/data"), None, &mut |_| {}).expect("verify");
     assert!(report.is_sound(), "{:?}", report.findings);

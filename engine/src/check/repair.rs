@@ -281,7 +281,10 @@ impl Repairer<'_> {
                 let end = bytes.len() as u64 - scan.prepared_tail;
                 self.act(
                     path,
-                    format!("cut {} zero bytes of prepared space off the sealed segment", scan.prepared_tail),
+                    format!(
+                        "cut {} zero bytes of prepared space off the sealed segment",
+                        scan.prepared_tail
+                    ),
                 );
                 if !self.dry_run {
                     let file = self.fs.open(path, OpenMode::ReadWrite).at(path)?;
