@@ -3,6 +3,7 @@
 
 use crate::cursor::{CursorFile, CursorState, FlightError};
 use crate::error::{Error, IoContext, Result};
+use crate::feed::Feed;
 use crate::fin_journal::{self, FinJournal, JournalEntry};
 use crate::fs::FileSystem;
 use crate::id::MessageId;
@@ -37,7 +38,8 @@ pub struct ChannelStats {
     pub depth: u64,
     /// Messages in flight.
     pub in_flight: u64,
-    /// Messages held back (requeued with a delay, or DPUB not yet due).
+    /// Messages held back: requeued with a delay, or DPUB not yet due (counted from the
+    /// moment they are published, whether the channel has read them or not).
     pub deferred: u64,
     /// Deliveries since the process started.
     pub message_count: u64,
@@ -51,6 +53,8 @@ pub struct ChannelStats {
     pub floor: u64,
     /// Next offset to read from the log.
     pub next: u64,
+    /// How far the channel may read: the log's end, or a paused topic's pause mark.
+    pub readable_end: u64,
     /// Where the channel started reading when it was created or loaded in this process
     /// (NSQ's channel `message_count` counts what the topic received from there on).
     pub start_offset: u64,
@@ -102,6 +106,7 @@ pub struct Channel {
     name: String,
     salt: u64,
     storage: Arc<Storage>,
+    feed: Arc<Feed>,
     fs: Arc<dyn FileSystem>,
     /// `None` for ephemeral channels, which never touch disk.
     cursor_path: Option<PathBuf>,
@@ -128,6 +133,7 @@ impl Channel {
         name: &str,
         salt: u64,
         storage: Arc<Storage>,
+        feed: Arc<Feed>,
         fs: Arc<dyn FileSystem>,
         cursor_path: Option<PathBuf>,
         read_ahead_bytes: usize,
@@ -139,6 +145,7 @@ impl Channel {
             name: name.to_string(),
             salt,
             storage,
+            feed,
             fs,
             cursor_path,
             read_ahead_bytes: read_ahead_bytes.max(1),
@@ -158,6 +165,13 @@ impl Channel {
             paused: AtomicBool::new(paused),
             deleted: AtomicBool::new(false),
         }
+    }
+
+    /// Counts messages handed to the channel from `offset` on (a channel loaded on open: NSQ's
+    /// `message_count` starts at 0 with the process, whatever the channel has yet to read).
+    pub(crate) fn counting_from(self, offset: u64) -> Self {
+        self.lock().stats.start_offset = offset;
+        self
     }
 
     /// Continues appending FINs to `journal` (the one recovery applied on top of the cursor).
@@ -296,14 +310,18 @@ impl Channel {
         });
     }
 
-    /// Reads ahead from the log; false at the end. A reader that fell below the log's front
-    /// (only ephemeral channels can) skips to it.
+    /// Reads ahead from the log; false at the end (or a paused topic's mark). A reader that
+    /// fell below the log's front (only ephemeral channels can) skips to it.
     fn refill(&self, inner: &mut Inner) -> Result<bool> {
         for _ in 0..2 {
+            let limit = self.readable_end();
+            let Some(room) = limit.checked_sub(inner.reader.offset()).filter(|&n| n > 0) else {
+                return Ok(false);
+            };
             match self.storage.read(
                 &mut inner.reader,
                 self.read_ahead_bytes,
-                usize::MAX,
+                usize::try_from(room).unwrap_or(usize::MAX),
                 &mut inner.buffer,
             ) {
                 Ok(n) => return Ok(n > 0),
@@ -429,28 +447,54 @@ impl Channel {
         }
     }
 
+    /// How far the channel may read now: the log's end, or its topic's pause mark.
+    fn readable_end(&self) -> u64 {
+        self.feed.read_limit(self.storage.end_offset())
+    }
+
     /// Whether a take at `now` could find something: unread log, or a ready requeue. Cheap
     /// (no counting), for subscribers deciding whether to sleep.
     pub fn has_deliverable(&self, now: i64) -> bool {
-        let end = self.storage.end_offset();
+        let end = self.readable_end();
         let inner = self.lock();
         inner.cursor.next() < end || !inner.buffer.is_empty() || inner.cursor.has_ready(now)
     }
 
-    /// The channel's numbers at `now`.
+    /// The channel's numbers at `now`. A deferred message counts as deferred whether the
+    /// channel has read it yet or not (the topic indexes them as they are published), and as
+    /// depth once its time has come, until delivered.
     pub fn stats(&self, now: i64) -> ChannelStats {
-        let end = self.storage.end_offset();
+        let end = self.readable_end();
         let inner = self.lock();
+        let next = inner.cursor.next();
+        let unread = end.saturating_sub(next);
+        let unread_deferred = self.feed.deferred_between(next, end, now).min(unread);
         let deferred = inner.cursor.deferred_count(now) as u64;
         let waiting = inner.cursor.waiting_count() as u64;
         ChannelStats {
-            depth: end.saturating_sub(inner.cursor.next()) + (waiting - deferred),
+            depth: unread - unread_deferred + (waiting - deferred),
             in_flight: inner.cursor.in_flight_count() as u64,
-            deferred,
+            deferred: deferred + unread_deferred,
             floor: inner.cursor.floor(),
-            next: inner.cursor.next(),
+            next,
+            readable_end: end,
             ..inner.stats
         }
+    }
+
+    /// Moves a channel that has read exactly up to `from` on to `to` without delivering what
+    /// lies between (a paused topic emptied: what it held goes, what the channel has stays).
+    /// Channels elsewhere are left alone. Returns whether it moved.
+    pub(crate) fn pass_over(&self, from: u64, to: u64) -> bool {
+        let mut inner = self.lock();
+        if inner.cursor.next() != from || !inner.buffer.is_empty() || to <= from {
+            return false;
+        }
+        inner.cursor.pass_over(to);
+        inner.reader = LogReader::at(to);
+        inner.stats.start_offset = inner.stats.start_offset.saturating_add(to - from);
+        inner.dirty = true;
+        true
     }
 
     /// Every offset below this is finished (in memory).

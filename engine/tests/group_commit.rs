@@ -245,13 +245,20 @@ fn publishes_queued_during_an_fsync_share_one_write_and_one_fsync() {
         2,
         "one write for the first message, one for the 31 queued behind it"
     );
-    assert_eq!(
-        sync_counts(&s.topic),
-        SyncCounts {
-            fsyncs: 2,
-            messages: 32
-        }
-    );
+    let counts = sync_counts(&s.topic);
+    assert_eq!((counts.fsyncs, counts.messages), (2, 32));
+    // The histograms saw the same two fsyncs: one of 1 message, one of the 31 queued.
+    assert_eq!(counts.latency.count, 2);
+    assert_eq!((counts.batch.count, counts.batch.sum), (2, 32.0));
+    let bucket_of = |bound: f64| {
+        counts
+            .batch
+            .buckets
+            .iter()
+            .find(|(upper, _)| *upper == bound)
+            .map(|(_, n)| *n)
+    };
+    assert_eq!((bucket_of(1.0), bucket_of(32.0)), (Some(1), Some(1)));
     let engine = reopen_after_power_cut(s);
     assert_eq!(log_bodies(&engine), bodies);
 }

@@ -16,6 +16,7 @@ use crate::record;
 use crate::segment::{self, HEADER_LEN};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// State only the appender (holding the writer lock) touches.
 #[derive(Debug)]
@@ -282,25 +283,24 @@ impl LogCore {
     /// only appender under a strict policy), then makes everything written visible. The index
     /// is not synced here: it is a hint that recovery checks and rebuilds.
     fn sync_locked(&self, w: &mut Writer, now: i64) -> Result<()> {
+        let started = Instant::now();
         if let Err(e) = w.file.sync_data() {
             w.poisoned = Some(format!("fsync of {} failed: {e}", w.active.path.display()));
             return Err(Error::io(&w.active.path, e));
         }
-        self.mark_durable(w.next_offset);
+        self.mark_durable(w.next_offset, started.elapsed());
         w.active.publish(w.pos, w.next_offset);
         w.unsynced = 0;
         w.last_sync = now;
         Ok(())
     }
 
-    /// Records that everything below `end` is fsynced, counting the fsync and the messages
-    /// it newly covered.
-    fn mark_durable(&self, end: u64) {
+    /// Records that everything below `end` is fsynced by an fsync that took `took`, counting
+    /// it and the messages it newly covered.
+    fn mark_durable(&self, end: u64, took: Duration) {
         let before = self.durable_end.fetch_max(end, Ordering::AcqRel);
         if end > before {
-            self.fsyncs.fetch_add(1, Ordering::Relaxed);
-            self.synced_messages
-                .fetch_add(end - before, Ordering::Relaxed);
+            self.sync_metrics.record(took, end - before);
         }
     }
 
@@ -434,7 +434,9 @@ impl LogCore {
             w.poisoned = Some(format!("cutting prepared space off a segment failed: {e}"));
             return Err(e);
         }
+        let started = Instant::now();
         let synced = w.file.sync_data().and_then(|()| w.index_file.sync_data());
+        let sync_took = started.elapsed();
         if let Err(e) = synced {
             w.poisoned = Some(format!(
                 "fsync failed while sealing {}: {e}",
@@ -468,7 +470,7 @@ impl LogCore {
             .push(next.clone());
         let old = std::mem::replace(&mut w.active, next);
         old.seal(w.pos, first);
-        self.mark_durable(first);
+        self.mark_durable(first, sync_took);
         w.file = file;
         w.index_file = index_file;
         w.pos = HEADER_LEN;
@@ -527,6 +529,7 @@ impl LogCore {
                 w.next_offset,
             )
         };
+        let started = Instant::now();
         if let Err(e) = file.sync_data() {
             let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             w.poisoned = Some(format!("fsync of {} failed: {e}", segment.path.display()));
@@ -534,7 +537,7 @@ impl LogCore {
         }
         // The index is a hint rebuilt on recovery; syncing it is best effort.
         let _ = index_file.sync_data();
-        self.mark_durable(end);
+        self.mark_durable(end, started.elapsed());
         segment.publish(pos, end);
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         w.unsynced = w.next_offset.saturating_sub(end);

@@ -201,16 +201,12 @@ impl Connection {
         result
     }
 
+    /// Whether the channel delivers. A paused topic does not stop it: as in NSQ, its channels
+    /// go on delivering what they had (the engine keeps what came since from them).
     fn channel_open(&self) -> bool {
-        self.sub.as_ref().is_some_and(|s| {
-            !s.channel.is_paused()
-                && !s.channel.is_deleted()
-                && self
-                    .nsqd
-                    .engine
-                    .topic(&s.topic)
-                    .is_some_and(|t| !t.is_paused())
-        })
+        self.sub
+            .as_ref()
+            .is_some_and(|s| !s.channel.is_paused() && !s.channel.is_deleted())
     }
 
     fn can_receive(&self) -> bool {
