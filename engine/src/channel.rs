@@ -3,6 +3,7 @@
 
 use crate::cursor::{CursorFile, CursorState, FlightError};
 use crate::error::{Error, IoContext, Result};
+use crate::feed::Feed;
 use crate::fin_journal::{self, FinJournal, JournalEntry};
 use crate::fs::FileSystem;
 use crate::id::MessageId;
@@ -12,7 +13,7 @@ use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A message handed to a client.
@@ -37,7 +38,8 @@ pub struct ChannelStats {
     pub depth: u64,
     /// Messages in flight.
     pub in_flight: u64,
-    /// Messages held back (requeued with a delay, or DPUB not yet due).
+    /// Messages held back: requeued with a delay, or DPUB not yet due (counted from the
+    /// moment they are published, whether the channel has read them or not).
     pub deferred: u64,
     /// Deliveries since the process started.
     pub message_count: u64,
@@ -51,6 +53,8 @@ pub struct ChannelStats {
     pub floor: u64,
     /// Next offset to read from the log.
     pub next: u64,
+    /// How far the channel may read: the log's end, or a paused topic's pause mark.
+    pub readable_end: u64,
     /// Where the channel started reading when it was created or loaded in this process
     /// (NSQ's channel `message_count` counts what the topic received from there on).
     pub start_offset: u64,
@@ -102,6 +106,7 @@ pub struct Channel {
     name: String,
     salt: u64,
     storage: Arc<Storage>,
+    feed: Arc<Feed>,
     fs: Arc<dyn FileSystem>,
     /// `None` for ephemeral channels, which never touch disk.
     cursor_path: Option<PathBuf>,
@@ -112,6 +117,8 @@ pub struct Channel {
     persist_lock: Mutex<()>,
     paused: AtomicBool,
     deleted: AtomicBool,
+    /// Bumped by every empty or rewind (see [`Channel::reset_count`]).
+    resets: AtomicU64,
 }
 
 fn flight_error(e: FlightError, id: &MessageId) -> Error {
@@ -128,6 +135,7 @@ impl Channel {
         name: &str,
         salt: u64,
         storage: Arc<Storage>,
+        feed: Arc<Feed>,
         fs: Arc<dyn FileSystem>,
         cursor_path: Option<PathBuf>,
         read_ahead_bytes: usize,
@@ -139,6 +147,7 @@ impl Channel {
             name: name.to_string(),
             salt,
             storage,
+            feed,
             fs,
             cursor_path,
             read_ahead_bytes: read_ahead_bytes.max(1),
@@ -157,7 +166,15 @@ impl Channel {
             persist_lock: Mutex::new(()),
             paused: AtomicBool::new(paused),
             deleted: AtomicBool::new(false),
+            resets: AtomicU64::new(0),
         }
+    }
+
+    /// Counts messages handed to the channel from `offset` on (a channel loaded on open: NSQ's
+    /// `message_count` starts at 0 with the process, whatever the channel has yet to read).
+    pub(crate) fn counting_from(self, offset: u64) -> Self {
+        self.lock().stats.start_offset = offset;
+        self
     }
 
     /// Continues appending FINs to `journal` (the one recovery applied on top of the cursor).
@@ -303,14 +320,18 @@ impl Channel {
         });
     }
 
-    /// Reads ahead from the log; false at the end. A reader that fell below the log's front
-    /// (only ephemeral channels can) skips to it.
+    /// Reads ahead from the log; false at the end (or a paused topic's mark). A reader that
+    /// fell below the log's front (only ephemeral channels can) skips to it.
     fn refill(&self, inner: &mut Inner) -> Result<bool> {
         for _ in 0..2 {
+            let limit = self.readable_end();
+            let Some(room) = limit.checked_sub(inner.reader.offset()).filter(|&n| n > 0) else {
+                return Ok(false);
+            };
             match self.storage.read(
                 &mut inner.reader,
                 self.read_ahead_bytes,
-                usize::MAX,
+                usize::try_from(room).unwrap_or(usize::MAX),
                 &mut inner.buffer,
             ) {
                 Ok(n) => return Ok(n > 0),
@@ -424,6 +445,7 @@ impl Channel {
     /// Moves the channel to `offset`: its floor and read position move there, everything in
     /// flight or waiting is forgotten (late FINs fail), attempts start again.
     pub(crate) fn reset(&self, offset: u64) {
+        self.resets.fetch_add(1, Ordering::AcqRel);
         let mut inner = self.lock();
         inner.cursor.reset(offset);
         inner.reader = LogReader::at(offset);
@@ -436,28 +458,61 @@ impl Channel {
         }
     }
 
+    /// How far the channel may read now: the log's end, or its topic's pause mark.
+    fn readable_end(&self) -> u64 {
+        self.feed.read_limit(self.storage.end_offset())
+    }
+
+    /// How many times the channel was emptied or rewound. A subscriber that sees it change
+    /// forgets what it had in flight, as the channel did (NSQ's empty zeroes its clients'
+    /// in-flight counts, so their RDY room is theirs again).
+    pub fn reset_count(&self) -> u64 {
+        self.resets.load(Ordering::Acquire)
+    }
+
     /// Whether a take at `now` could find something: unread log, or a ready requeue. Cheap
     /// (no counting), for subscribers deciding whether to sleep.
     pub fn has_deliverable(&self, now: i64) -> bool {
-        let end = self.storage.end_offset();
+        let end = self.readable_end();
         let inner = self.lock();
         inner.cursor.next() < end || !inner.buffer.is_empty() || inner.cursor.has_ready(now)
     }
 
-    /// The channel's numbers at `now`.
+    /// The channel's numbers at `now`. A deferred message counts as deferred whether the
+    /// channel has read it yet or not (the topic indexes them as they are published), and as
+    /// depth once its time has come, until delivered.
     pub fn stats(&self, now: i64) -> ChannelStats {
-        let end = self.storage.end_offset();
+        let end = self.readable_end();
         let inner = self.lock();
+        let next = inner.cursor.next();
+        let unread = end.saturating_sub(next);
+        let unread_deferred = self.feed.deferred_between(next, end, now).min(unread);
         let deferred = inner.cursor.deferred_count(now) as u64;
         let waiting = inner.cursor.waiting_count() as u64;
         ChannelStats {
-            depth: end.saturating_sub(inner.cursor.next()) + (waiting - deferred),
+            depth: unread - unread_deferred + (waiting - deferred),
             in_flight: inner.cursor.in_flight_count() as u64,
-            deferred,
+            deferred: deferred + unread_deferred,
             floor: inner.cursor.floor(),
-            next: inner.cursor.next(),
+            next,
+            readable_end: end,
             ..inner.stats
         }
+    }
+
+    /// Moves a channel that has read exactly up to `from` on to `to` without delivering what
+    /// lies between (a paused topic emptied: what it held goes, what the channel has stays).
+    /// Channels elsewhere are left alone. Returns whether it moved.
+    pub(crate) fn pass_over(&self, from: u64, to: u64) -> bool {
+        let mut inner = self.lock();
+        if inner.cursor.next() != from || !inner.buffer.is_empty() || to <= from {
+            return false;
+        }
+        inner.cursor.pass_over(to);
+        inner.reader = LogReader::at(to);
+        inner.stats.start_offset = inner.stats.start_offset.saturating_add(to - from);
+        inner.dirty = true;
+        true
     }
 
     /// Every offset below this is finished (in memory).

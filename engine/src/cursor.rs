@@ -157,6 +157,15 @@ impl CursorState {
         }
     }
 
+    /// Moves `next` forward to `offset`, counting what it passes as finished (it was never
+    /// the channel's); waiting and in-flight messages stay.
+    pub fn pass_over(&mut self, offset: u64) {
+        if offset > self.next {
+            self.next = offset;
+            self.recompute_floor();
+        }
+    }
+
     /// Holds `offset` back until `ready_at` (DPUB, or a requeue with a delay).
     pub fn wait(&mut self, offset: u64, ready_at: i64, attempts: u16) {
         if let Some(old) = self.waiting.insert(offset, Waiting { ready_at, attempts }) {

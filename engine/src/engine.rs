@@ -191,6 +191,10 @@ impl Engine {
         log_config(&self.options)
     }
 
+    fn max_defer_ns(&self) -> i64 {
+        max_defer_ns(&self.options)
+    }
+
     /// A number that changes whenever a topic or channel is created or deleted.
     pub fn topology_generation(&self) -> u64 {
         self.topology_generation.load(Ordering::Acquire)
@@ -242,7 +246,7 @@ impl Engine {
                 Arc::new(Storage::Memory(log)),
                 self.options.clock.clone(),
                 None,
-                false,
+                None,
                 0,
                 None,
             )
@@ -263,7 +267,7 @@ impl Engine {
                 Arc::new(Storage::Disk(opened)),
                 self.options.clock.clone(),
                 Some(dir),
-                false,
+                None,
                 0,
                 None,
             )
@@ -378,6 +382,7 @@ impl Engine {
         }
         let ephemeral = t.is_ephemeral() || name::is_ephemeral(channel);
         let offset = t.resolve_start(start)?;
+        t.index_deferred_from(offset, self.now(), self.max_defer_ns())?;
         let path = match (&t.dir, ephemeral) {
             (Some(dir), false) => Some(cursor_path(dir, channel)),
             _ => None,
@@ -387,6 +392,7 @@ impl Engine {
             channel,
             t.salt(),
             t.storage.clone(),
+            t.feed.clone(),
             self.options.fs.clone(),
             path,
             self.options.read_ahead_bytes,
@@ -427,8 +433,7 @@ impl Engine {
         self.topology_changed();
         let buffering_again = !t.has_channel();
         if buffering_again {
-            t.backlog_start
-                .store(t.storage.end_offset(), Ordering::Release);
+            t.backlog_start.store(t.held_from(), Ordering::Release);
         }
         if removed.is_ephemeral() {
             return if buffering_again && !t.is_ephemeral() {
@@ -474,14 +479,25 @@ impl Engine {
         self.store_meta()
     }
 
-    /// NSQ's topic empty: drops the backlog a first channel would get. Channels keep theirs.
+    /// NSQ's topic empty: drops what the topic holds, i.e. the backlog a first channel would
+    /// get, and what a paused topic kept from its channels (channels that had read all they
+    /// were given move past it; one still behind the mark would get it after all). Channels
+    /// keep theirs.
     pub fn empty_topic(&self, topic: &str) -> Result<()> {
         let t = self
             .topic(topic)
             .ok_or_else(|| Error::TopicNotFound(topic.to_string()))?;
         let _admin = self.lock_admin();
-        t.backlog_start
-            .store(t.storage.end_offset(), Ordering::Release);
+        let end = t.storage.end_offset();
+        t.backlog_start.store(end, Ordering::Release);
+        if let Some(mark) = t.pause_mark() {
+            t.move_pause_mark(end);
+            for channel in t.channels() {
+                if channel.pass_over(mark, end) {
+                    channel.persist()?;
+                }
+            }
+        }
         if t.is_ephemeral() {
             Ok(())
         } else {
@@ -516,6 +532,7 @@ impl Engine {
             ChannelStart::Default => t.resolve_start(ChannelStart::Earliest)?,
             other => t.resolve_start(other)?,
         };
+        t.index_deferred_from(offset, self.now(), self.max_defer_ns())?;
         c.reset(offset);
         c.persist()?;
         Ok(offset)
@@ -622,6 +639,7 @@ impl Engine {
                     name: t.name().to_string(),
                     salt: t.salt(),
                     paused: t.is_paused(),
+                    pause_mark: t.pause_mark(),
                     backlog_start: t.backlog_start.load(Ordering::Acquire),
                     retention: t.retention(),
                     channels: t
@@ -713,6 +731,10 @@ fn is_unborn_topic(fs: &dyn crate::fs::FileSystem, dir: &Path) -> Result<bool> {
     Ok(true)
 }
 
+fn max_defer_ns(options: &Options) -> i64 {
+    i64::try_from(options.max_defer.as_nanos()).unwrap_or(i64::MAX)
+}
+
 fn log_config(options: &Options) -> LogConfig {
     LogConfig {
         max_bytes_per_file: options.max_bytes_per_file,
@@ -802,7 +824,8 @@ fn open_topic(
         storage.clone(),
         options.clock.clone(),
         Some(dir.clone()),
-        meta.paused,
+        // A pause recorded before pause marks existed stopped every channel where it was.
+        meta.paused.then(|| meta.pause_mark.unwrap_or(end)),
         meta.backlog_start,
         meta.retention,
     );
@@ -846,18 +869,28 @@ fn open_topic(
             &channel.name,
             meta.salt,
             storage.clone(),
+            topic.feed.clone(),
             fs.clone(),
             Some(cursor_path(&dir, &channel.name)),
             options.read_ahead_bytes,
             cursor,
             channel.paused,
         )
-        .with_journal(journal);
+        .with_journal(journal)
+        .counting_from(topic.feed.read_limit(end));
         topic
             .channels
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(channel.name.clone(), Arc::new(c));
     }
+    // Deferred messages nobody has read yet are counted as deferred from the start.
+    let unread_from = topic
+        .channels()
+        .iter()
+        .map(|c| c.stats(now).next)
+        .min()
+        .unwrap_or(meta.backlog_start);
+    topic.index_deferred_from(unread_from, now, max_defer_ns(options))?;
     Ok(topic)
 }

@@ -1,6 +1,9 @@
 //! The small-file framing shared by cursor and metadata files.
 //!
-//! Version 2 (written):
+//! Version 3 (written) frames like version 2; only the metadata payload changed (see
+//! [`crate::meta`]), so a cursor file reads the same under all three.
+//!
+//! Version 2:
 //! `[8] magic | u32 version | u32 payload length | u32 crc32 of payload | u32 crc32 of the
 //! previous 20 bytes | payload (bincode)`. The header checksum is checked before the version
 //! is believed, so one flipped bit anywhere is damage (`Corrupt`, which repair rebuilds), never
@@ -13,12 +16,12 @@ use bytes::BufMut;
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 
-/// Length of the frame header this build writes (version 2).
+/// Length of the frame header this build writes (versions 2 and 3).
 pub const HEADER_LEN: usize = 24;
 /// Length of a version 1 frame header (no header checksum).
 pub const V1_HEADER_LEN: usize = 20;
 /// The framing version this build writes and the highest it reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Frames `value` under `magic` (version [`VERSION`]).
 pub fn encode<T: Serialize>(magic: &[u8; 8], value: &T) -> Vec<u8> {
@@ -39,8 +42,21 @@ fn word(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-/// Checks the frame (version 1 or 2) and decodes its payload.
+/// Checks the frame (any version up to [`VERSION`]) and decodes its payload.
 pub fn decode<T: DeserializeOwned>(path: &Path, magic: &[u8; 8], bytes: &[u8]) -> Result<T> {
+    decode_with(path, magic, bytes, |_, payload| {
+        bincode::deserialize(payload)
+    })
+}
+
+/// Checks the frame and decodes its payload with `decode`, given the frame's version (for a
+/// payload whose layout changed between versions).
+pub fn decode_with<T>(
+    path: &Path,
+    magic: &[u8; 8],
+    bytes: &[u8],
+    decode: impl FnOnce(u32, &[u8]) -> bincode::Result<T>,
+) -> Result<T> {
     if bytes.len() < V1_HEADER_LEN || &bytes[..8] != magic {
         return Err(Error::corrupt(path, 0, "bad magic or truncated header"));
     }
@@ -75,8 +91,7 @@ pub fn decode<T: DeserializeOwned>(path: &Path, magic: &[u8; 8], bytes: &[u8]) -
     if crc32fast::hash(payload) != word(bytes, 16) {
         return Err(Error::corrupt(path, 16, "checksum mismatch"));
     }
-    bincode::deserialize(payload)
-        .map_err(|e| Error::corrupt(path, header_len as u64, e.to_string()))
+    decode(version, payload).map_err(|e| Error::corrupt(path, header_len as u64, e.to_string()))
 }
 
 #[cfg(test)]
@@ -133,12 +148,12 @@ mod tests {
     #[test]
     fn a_checked_newer_version_is_refused_not_guessed_at() {
         let mut bytes = encode(MAGIC, &vec![1u64]);
-        bytes[8..12].copy_from_slice(&3u32.to_be_bytes());
+        bytes[8..12].copy_from_slice(&(VERSION + 1).to_be_bytes());
         let crc = crc32fast::hash(&bytes[..20]);
         bytes[20..24].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
             decode::<Vec<u64>>(Path::new("f"), MAGIC, &bytes),
-            Err(Error::UnsupportedVersion { found: 3, .. })
+            Err(Error::UnsupportedVersion { found, .. }) if found == VERSION + 1
         ));
     }
 }

@@ -93,6 +93,9 @@ pub struct Options {
     pub mem_queue_size: usize,
     /// Default retention of consumed data, per topic overridable.
     pub retention: Retention,
+    /// The longest deferral (DPUB) a publisher may ask for (NSQ's `--max-req-timeout`). Open
+    /// looks for deferred messages only among those published this long ago or less.
+    pub max_defer: Duration,
 }
 
 impl Default for Options {
@@ -108,6 +111,7 @@ impl Default for Options {
             read_ahead_bytes: 256 * 1024,
             mem_queue_size: 10_000,
             retention: Retention::default(),
+            max_defer: Duration::from_secs(3600),
         }
     }
 }

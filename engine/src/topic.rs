@@ -4,10 +4,11 @@ use crate::channel::Channel;
 use crate::clock::Clock;
 use crate::cursor::ChannelStart;
 use crate::error::{Error, Result};
-use crate::log::Appended;
+use crate::feed::Feed;
+use crate::log::{Appended, LogReader, SyncCounts};
 use crate::options::Retention;
 use crate::storage::Storage;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,12 +28,24 @@ pub struct TopicStats {
     pub first_timestamp: i64,
     /// Bytes held by the log.
     pub bytes: u64,
-    /// Messages a first channel would get (unread backlog while the topic has no channel).
+    /// NSQ's topic depth: what a first channel would get while the topic has none, and while
+    /// it is paused, what was published since (held back from its channels until unpaused).
     pub backlog: u64,
     /// Fsyncs of the log that made messages durable since the process started (0 in memory).
     pub fsyncs: u64,
     /// Messages those fsyncs made durable (`fsynced_messages / fsyncs`: messages per fsync).
     pub fsynced_messages: u64,
+}
+
+/// What a disk-backed topic's log did since the process started (for `/metrics`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogMetrics {
+    /// Bytes written to segment files by appends.
+    pub bytes_appended: u64,
+    /// Segment files the log holds now.
+    pub segments: usize,
+    /// Its fsyncs: counts, latency and messages per fsync.
+    pub syncs: SyncCounts,
 }
 
 /// A topic.
@@ -44,7 +57,8 @@ pub struct Topic {
     clock: Arc<dyn Clock>,
     pub(crate) dir: Option<PathBuf>,
     pub(crate) channels: RwLock<BTreeMap<String, Arc<Channel>>>,
-    paused: AtomicBool,
+    /// The pause mark and the deferred records, shared with the channels.
+    pub(crate) feed: Arc<Feed>,
     deleted: AtomicBool,
     pub(crate) backlog_start: AtomicU64,
     retention: Mutex<Option<Retention>>,
@@ -60,10 +74,12 @@ impl Topic {
         storage: Arc<Storage>,
         clock: Arc<dyn Clock>,
         dir: Option<PathBuf>,
-        paused: bool,
+        pause_mark: Option<u64>,
         backlog_start: u64,
         retention: Option<Retention>,
     ) -> Self {
+        // Whatever is in the log already is indexed by `index_deferred_from` (open does it).
+        let feed = Arc::new(Feed::new(pause_mark, storage.end_offset()));
         Topic {
             name: name.to_string(),
             salt,
@@ -71,7 +87,7 @@ impl Topic {
             clock,
             dir,
             channels: RwLock::new(BTreeMap::new()),
-            paused: AtomicBool::new(paused),
+            feed,
             deleted: AtomicBool::new(false),
             backlog_start: AtomicU64::new(backlog_start),
             retention: Mutex::new(retention),
@@ -95,13 +111,46 @@ impl Topic {
         self.dir.is_none()
     }
 
-    /// Whether delivery is paused.
+    /// Whether the topic is paused: its channels get nothing published since the pause (they
+    /// go on delivering what they had), as in NSQ.
     pub fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::Acquire)
+        self.feed.pause_mark().is_some()
     }
 
+    /// While paused: the offset channels do not read past (the log's end when the topic was
+    /// paused, or its backlog start if it had no channel then).
+    pub fn pause_mark(&self) -> Option<u64> {
+        self.feed.pause_mark()
+    }
+
+    /// Pauses (keeping the mark of an earlier pause) or unpauses.
     pub(crate) fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Ordering::Release);
+        if !paused {
+            self.feed.set_pause_mark(None);
+        } else if self.feed.pause_mark().is_none() {
+            let mark = if self.has_channel() {
+                self.storage.end_offset()
+            } else {
+                // With no channel, the topic holds its whole backlog itself.
+                self.backlog_start.load(Ordering::Acquire)
+            };
+            self.feed.set_pause_mark(Some(mark));
+        }
+    }
+
+    /// Moves a paused topic's mark (an empty drops what it held).
+    pub(crate) fn move_pause_mark(&self, mark: u64) {
+        if self.is_paused() {
+            self.feed.set_pause_mark(Some(mark));
+        }
+    }
+
+    /// Where a channel starts when the topic loses its last one, or is emptied: what was
+    /// published and not yet handed to channels stays the topic's.
+    pub(crate) fn held_from(&self) -> u64 {
+        self.feed
+            .pause_mark()
+            .unwrap_or_else(|| self.storage.end_offset())
     }
 
     /// Whether the topic was deleted (handles held elsewhere go stale).
@@ -136,7 +185,7 @@ impl Topic {
         }
         let appended = self.storage.append(bodies, deliver_at, self.clock.now())?;
         let bytes: usize = bodies.iter().map(|b| b.as_ref().len()).sum();
-        self.count_published(appended.count, bytes);
+        self.count_published(&appended, deliver_at, bytes);
         Ok(appended)
     }
 
@@ -160,15 +209,26 @@ impl Topic {
             self.clock.now(),
             Box::new(move |result| {
                 if let Ok(appended) = &result {
-                    topic.count_published(appended.count, bytes);
+                    topic.count_published(appended, deliver_at, bytes);
                 }
                 done(result)
             }),
         );
     }
 
-    fn count_published(&self, count: u64, bytes: usize) {
-        self.message_count.fetch_add(count, Ordering::Relaxed);
+    /// Counts a publish, and indexes it if deferred, before the publisher hears of it: from
+    /// the moment it is acknowledged every channel counts it as deferred.
+    fn count_published(&self, appended: &Appended, deliver_at: i64, bytes: usize) {
+        if deliver_at != 0 {
+            self.feed.note_deferred(
+                appended.first_offset,
+                appended.count,
+                deliver_at,
+                self.clock.now(),
+            );
+        }
+        self.message_count
+            .fetch_add(appended.count, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
     }
@@ -213,7 +273,9 @@ impl Topic {
             })
         };
         match start {
-            ChannelStart::Default if self.has_channel() => Ok(end),
+            // NSQ: a new channel gets what the topic sends from now on, which while paused
+            // includes what the topic holds.
+            ChannelStart::Default if self.has_channel() => Ok(self.held_from().clamp(first, end)),
             ChannelStart::Default => {
                 Ok(self.backlog_start.load(Ordering::Acquire).clamp(first, end))
             }
@@ -245,20 +307,63 @@ impl Topic {
             .values()
             .filter(|c| !c.is_ephemeral())
             .map(|c| c.floor());
-        floors
+        let floor = floors
             .min()
-            .unwrap_or_else(|| self.backlog_start.load(Ordering::Acquire))
+            .unwrap_or_else(|| self.backlog_start.load(Ordering::Acquire));
+        // What a paused topic holds is nobody's yet, so nothing has finished it.
+        floor.min(self.feed.pause_mark().unwrap_or(u64::MAX))
+    }
+
+    /// Indexes the deferred records from `from` up to where the index starts, looking only at
+    /// those published within `max_defer_ns` of `now` (an older one's deferral, at most that
+    /// long, has run out). Called on open for what channels have yet to read, and when a
+    /// channel is moved back (created at or rewound to an older offset).
+    pub(crate) fn index_deferred_from(&self, from: u64, now: i64, max_defer_ns: i64) -> Result<()> {
+        let to = self.feed.indexed_from();
+        if from >= to {
+            return Ok(());
+        }
+        let running = self
+            .storage
+            .offset_at_time(now.saturating_sub(max_defer_ns))?;
+        let mut reader = LogReader::at(from.max(running).max(self.storage.first_offset()));
+        let mut found = Vec::new();
+        let mut batch = VecDeque::new();
+        while reader.offset() < to {
+            let want = (to - reader.offset()).min(4096) as usize;
+            if self.storage.read(&mut reader, 1 << 20, want, &mut batch)? == 0 {
+                break;
+            }
+            found.extend(
+                batch
+                    .drain(..)
+                    .filter(|m| m.offset < to && m.deliver_at > now)
+                    .map(|m| (m.offset, m.deliver_at)),
+            );
+        }
+        self.feed.extend_back(from, found);
+        Ok(())
+    }
+
+    /// What the topic's log did since the process started; `None` for an in-memory topic.
+    pub fn log_metrics(&self) -> Option<LogMetrics> {
+        self.storage.disk().map(|log| LogMetrics {
+            bytes_appended: log.bytes_appended(),
+            segments: log.segment_count(),
+            syncs: log.sync_counts(),
+        })
     }
 
     /// The topic's numbers.
     pub fn stats(&self) -> Result<TopicStats> {
         let first_offset = self.storage.first_offset();
         let end_offset = self.storage.end_offset();
-        let backlog = if self.has_channel() {
-            0
+        let held_from = if !self.has_channel() {
+            self.backlog_start.load(Ordering::Acquire)
         } else {
-            end_offset.saturating_sub(self.backlog_start.load(Ordering::Acquire).max(first_offset))
+            self.held_from()
         };
+        let backlog = end_offset.saturating_sub(held_from.max(first_offset));
         let syncs = self
             .storage
             .disk()

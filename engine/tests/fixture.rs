@@ -1,6 +1,6 @@
 //! Data directories written by each format version, checked in under `tests/fixtures/v<N>`,
-//! must stay readable by every later build: `v1` (framed files without a header checksum) and
-//! `v2` (this build's). Write the current version's fixture (only when deliberately starting
+//! must stay readable by every later build: `v1` (framed files without a header checksum),
+//! `v2` (metadata without pause marks) and `v3` (this build's). Write the current version's fixture (only when deliberately starting
 //! a new one) with `cargo test -p nsq-engine --test fixture -- --ignored`.
 
 use nsq_engine::{ChannelStart, Clock, Engine, Options};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const SEC: i64 = 1_000_000_000;
 
 /// The version [`generate_fixture`] writes.
-const CURRENT: &str = "v2";
+const CURRENT: &str = "v3";
 
 fn fixture_dir(version: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,6 +88,11 @@ fn version_1_fixture_is_readable() {
 #[test]
 fn version_2_fixture_is_readable() {
     check_fixture("v2");
+}
+
+#[test]
+fn version_3_fixture_is_readable() {
+    check_fixture("v3");
 }
 
 fn check_fixture(version: &str) {

@@ -185,7 +185,18 @@ fn first_offset(segment: &Path) -> usize {
 
 #[test]
 fn an_active_segment_truncated_under_nsqd_loses_no_publish_acknowledged_after_it() {
-    let mut nsqd = Nsqd::start(&[]);
+    active_segment_truncated(&[]);
+}
+
+/// The same under `--sync-every=1`, where the active segment's file runs past its records
+/// (prepared space): the check is against the written end, not the file length.
+#[test]
+fn an_active_segment_with_prepared_space_truncated_under_nsqd_loses_nothing_acknowledged() {
+    active_segment_truncated(&["--sync-every=1"]);
+}
+
+fn active_segment_truncated(flags: &[&str]) {
+    let mut nsqd = Nsqd::start(flags);
     create(&nsqd, "t", "c");
     create(&nsqd, "u", "c");
     let mut client = RawClient::connect(nsqd.tcp);

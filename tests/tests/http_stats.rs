@@ -161,8 +161,8 @@ fn counters_follow_requeues_timeouts_deferrals_and_pauses() {
     let mut c = RawClient::connect(nsqd.tcp);
     c.identify(json!({"msg_timeout": 1000}));
     c.subscribe("counted", "c");
-    // The deferred message goes first: our channel counts it as deferred once its cursor has
-    // read past it (NSQ counts it at once, before any consumer reads).
+    // The deferred message goes first: counted as deferred at once, as NSQ does (see
+    // deferred_counts.rs), and still after the channel has read past it.
     c.send(&Command::Dpub {
         topic: "counted".into(),
         defer_ms: 60_000,

@@ -177,7 +177,7 @@ fn metrics_hold_the_stats_numbers_and_ours() {
             assert!(
                 labels
                     .keys()
-                    .all(|k| ["topic", "channel", "quantile"].contains(&k.as_str())),
+                    .all(|k| ["topic", "channel", "quantile", "le"].contains(&k.as_str())),
                 "{s}"
             );
         }
@@ -220,4 +220,148 @@ fn ephemeral_series_are_optional_and_deleted_topics_go() {
         ),
         1.0
     );
+}
+
+/// The samples of `name` (any labels), as `(labels, value)`.
+fn samples<'a>(
+    families: &'a [Value],
+    name: &str,
+) -> Vec<(&'a serde_json::Map<String, Value>, f64)> {
+    families
+        .iter()
+        .flat_map(|f| f["samples"].as_array().expect("samples"))
+        .filter(|s| s["name"] == name)
+        .map(|s| {
+            (
+                s["labels"].as_object().expect("labels"),
+                s["value"].as_f64().expect("number"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_show_what_the_log_and_its_fsyncs_did() {
+    // Every PUB is fsynced before its OK, so the counts are settled when the PUBs return.
+    let nsqd = Nsqd::start(&["--sync-every=1"]);
+    let mut producer = RawClient::connect(nsqd.tcp);
+    for body in [b"abc", b"def", b"ghi"] {
+        producer.publish("f", body);
+    }
+    let families = scrape(&nsqd);
+    let t = [("topic", "f")];
+    assert_eq!(family(&families, "nsq_topic_fsyncs")["type"], "counter");
+    let fsyncs = sample(&families, "nsq_topic_fsyncs_total", &t);
+    // One PUB at a time, each waiting for its fsync: one fsync each.
+    assert_eq!(fsyncs, 3.0);
+    assert_eq!(
+        sample(&families, "nsq_topic_fsynced_messages_total", &t),
+        3.0
+    );
+    assert_eq!(sample(&families, "nsq_topic_segments", &t), 1.0);
+    // Three records with their headers: more than the 9 body bytes.
+    let appended = sample(&families, "nsq_topic_appended_bytes_total", &t);
+    assert!(appended > 9.0, "{appended}");
+    // The segment also holds its header, which no append wrote.
+    assert!(appended < sample(&families, "nsq_topic_retained_bytes", &t));
+    let latency = family(&families, "nsq_topic_fsync_duration_seconds");
+    assert_eq!(
+        (&latency["type"], &latency["unit"]),
+        (&"histogram".into(), &"seconds".into())
+    );
+    assert_eq!(
+        sample(&families, "nsq_topic_fsync_duration_seconds_count", &t),
+        fsyncs
+    );
+    assert!(sample(&families, "nsq_topic_fsync_duration_seconds_sum", &t) > 0.0);
+    let inf = [("topic", "f"), ("le", "+Inf")];
+    assert_eq!(
+        sample(&families, "nsq_topic_fsync_duration_seconds_bucket", &inf),
+        fsyncs
+    );
+    let buckets = samples(&families, "nsq_topic_fsync_duration_seconds_bucket");
+    assert_eq!(buckets.len(), 15, "14 bounds and +Inf");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "cumulative buckets"
+    );
+    assert_eq!(
+        family(&families, "nsq_topic_fsync_batch_messages")["type"],
+        "histogram"
+    );
+    assert_eq!(
+        sample(&families, "nsq_topic_fsync_batch_messages_sum", &t),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "nsq_topic_fsync_batch_messages_bucket",
+            &[("topic", "f"), ("le", "1.0")]
+        ),
+        3.0,
+        "one message per fsync"
+    );
+}
+
+#[test]
+fn lookupd_metrics_count_producers_topics_channels_and_tombstones() {
+    use nsq_tests::Nsqlookupd;
+    let lookupd = Nsqlookupd::start(&[]);
+    let nsqd = Nsqd::start(&[&format!("--lookupd-tcp-address={}", lookupd.tcp)]);
+    http_post(&nsqd.url("/topic/create?topic=a"), b"");
+    http_post(&nsqd.url("/channel/create?topic=a&channel=c1"), b"");
+    http_post(&nsqd.url("/channel/create?topic=a&channel=c2"), b"");
+    http_post(&nsqd.url("/topic/create?topic=b"), b"");
+    // A topic only lookupd knows: registered, nobody produces it.
+    http_post(&lookupd.url("/topic/create?topic=orphan"), b"");
+    let lookupd_scrape = || {
+        let reply = http_get(&lookupd.url("/metrics"));
+        assert_eq!(reply.status, 200);
+        assert!(reply
+            .content_type
+            .starts_with("application/openmetrics-text"));
+        parse(&reply.body)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let families = loop {
+        let f = lookupd_scrape();
+        if sample(&f, "nsq_lookupd_channels", &[]) == 2.0
+            && sample(&f, "nsq_lookupd_topics", &[]) == 3.0
+        {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "nsqd never registered: {f:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(family(&families, "nsq_lookupd_producers")["type"], "gauge");
+    assert_eq!(sample(&families, "nsq_lookupd_producers", &[]), 1.0);
+    let reg =
+        |f: &[Value], category| sample(f, "nsq_lookupd_registrations", &[("category", category)]);
+    assert_eq!(reg(&families, "client"), 1.0);
+    assert_eq!(
+        reg(&families, "topic"),
+        2.0,
+        "a and b; orphan has no producer"
+    );
+    assert_eq!(reg(&families, "channel"), 2.0);
+    assert_eq!(sample(&families, "nsq_lookupd_tombstones", &[]), 0.0);
+    let producers_of =
+        |f: &[Value], topic| sample(f, "nsq_lookupd_topic_producers", &[("topic", topic)]);
+    assert_eq!(producers_of(&families, "a"), 1.0);
+    assert_eq!(producers_of(&families, "orphan"), 0.0);
+    // The same numbers /nodes and /topics show.
+    let topics = http_get(&lookupd.url("/topics")).json();
+    assert_eq!(topics["topics"].as_array().map(Vec::len), Some(3));
+    let node = format!("127.0.0.1:{}", nsqd.http.port());
+    let reply = http_post(
+        &lookupd.url(&format!("/topic/tombstone?topic=a&node={node}")),
+        b"",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let families = lookupd_scrape();
+    assert_eq!(sample(&families, "nsq_lookupd_tombstones", &[]), 1.0);
+    assert_eq!(producers_of(&families, "a"), 0.0, "tombstoned");
+    assert_eq!(producers_of(&families, "b"), 1.0);
+    assert_eq!(sample(&families, "nsq_lookupd_producers", &[]), 1.0);
 }

@@ -16,6 +16,7 @@ use crate::record;
 use crate::segment::{self, HEADER_LEN};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// State only the appender (holding the writer lock) touches.
 #[derive(Debug)]
@@ -23,8 +24,12 @@ pub(super) struct Writer {
     pub active: Arc<Segment>,
     pub file: Arc<dyn FsFile>,
     pub index_file: Arc<dyn FsFile>,
-    /// Length of the active segment file (end of the last complete record).
+    /// End of the last complete record in the active segment (the file may be longer: see
+    /// `prepared_end`).
     pub pos: u64,
+    /// End of the zeros already written and fsynced past `pos` (`pos` when none; see
+    /// [`super::prepare`]).
+    pub prepared_end: u64,
     pub index_pos: u64,
     pub next_offset: u64,
     pub last_timestamp: i64,
@@ -69,6 +74,7 @@ impl Writer {
             file,
             index_file,
             pos,
+            prepared_end: pos,
             index_pos,
             next_offset,
             last_timestamp,
@@ -185,7 +191,7 @@ impl LogCore {
         Ok(())
     }
 
-    fn poisoned(&self, w: &Writer) -> Option<Error> {
+    pub(super) fn poisoned(&self, w: &Writer) -> Option<Error> {
         w.poisoned
             .as_ref()
             .or(self.failed.get())
@@ -280,25 +286,24 @@ impl LogCore {
     /// only appender under a strict policy), then makes everything written visible. The index
     /// is not synced here: it is a hint that recovery checks and rebuilds.
     fn sync_locked(&self, w: &mut Writer, now: i64) -> Result<()> {
+        let started = Instant::now();
         if let Err(e) = w.file.sync_data() {
             w.poisoned = Some(format!("fsync of {} failed: {e}", w.active.path.display()));
             return Err(Error::io(&w.active.path, e));
         }
-        self.mark_durable(w.next_offset);
+        self.mark_durable(w.next_offset, started.elapsed());
         w.active.publish(w.pos, w.next_offset);
         w.unsynced = 0;
         w.last_sync = now;
         Ok(())
     }
 
-    /// Records that everything below `end` is fsynced, counting the fsync and the messages
-    /// it newly covered.
-    fn mark_durable(&self, end: u64) {
+    /// Records that everything below `end` is fsynced by an fsync that took `took`, counting
+    /// it and the messages it newly covered.
+    fn mark_durable(&self, end: u64, took: Duration) {
         let before = self.durable_end.fetch_max(end, Ordering::AcqRel);
         if end > before {
-            self.fsyncs.fetch_add(1, Ordering::Relaxed);
-            self.synced_messages
-                .fetch_add(end - before, Ordering::Relaxed);
+            self.sync_metrics.record(took, end - before);
         }
     }
 
@@ -394,24 +399,29 @@ impl LogCore {
         w.index_buf = index_buf;
         result
     }
-    /// Writes a batch's records, then its index entries. On failure both files are cut back
-    /// to where they were, so a failed append leaves no partial record behind (a full disk
-    /// clears and appends resume); if even that fails, the log is poisoned.
-    fn write_out(&self, w: &mut Writer, records: &[u8], index: &[u8]) -> Result<()> {
-        let path = &w.active.path;
-        // A file shorter than what was written to it was truncated behind our back: a write
-        // at our end would leave a hole that recovery cuts off with everything after it, so
-        // nothing more is acknowledged into it.
-        let found = w.file.len().at(path)?;
+    /// Fails the log if the active segment is shorter than what was written to it (truncated
+    /// behind our back): a write at our end would leave a hole that recovery cuts off with
+    /// everything after it, so nothing more may be acknowledged into the file.
+    pub(super) fn check_not_shrunk(&self, w: &Writer) -> Result<()> {
+        let found = w.file.len().at(&w.active.path)?;
         if found < w.pos {
             let shrunk = Error::Shrunk {
-                path: path.clone(),
+                path: w.active.path.clone(),
                 found,
                 written: w.pos,
             };
             self.fail(&shrunk);
             return Err(shrunk);
         }
+        Ok(())
+    }
+
+    /// Writes a batch's records, then its index entries. On failure both files are cut back
+    /// to where they were, so a failed append leaves no partial record behind (a full disk
+    /// clears and appends resume); if even that fails, the log is poisoned.
+    fn write_out(&self, w: &mut Writer, records: &[u8], index: &[u8]) -> Result<()> {
+        self.check_not_shrunk(w)?;
+        let path = &w.active.path;
         let result = w.file.write_all_at(records, w.pos).at(path).and_then(|()| {
             if index.is_empty() {
                 Ok(())
@@ -426,6 +436,8 @@ impl LogCore {
                 .file
                 .set_len(w.pos)
                 .and_then(|()| w.index_file.set_len(w.index_pos));
+            // Cutting back also dropped any prepared space past `pos`.
+            w.prepared_end = w.pos;
             if let Err(undo_err) = undo {
                 w.poisoned = Some(format!(
                     "{err}; cutting back the partial write failed too: {undo_err}"
@@ -438,7 +450,14 @@ impl LogCore {
 
     /// Seals the active segment (fsynced, immutable) and starts a new one.
     pub(super) fn roll(&self, w: &mut Writer, now: i64) -> Result<()> {
+        // A sealed segment ends at its last record: prepared space is cut off first.
+        if let Err(e) = self.cut_prepared(w) {
+            w.poisoned = Some(format!("cutting prepared space off a segment failed: {e}"));
+            return Err(e);
+        }
+        let started = Instant::now();
         let synced = w.file.sync_data().and_then(|()| w.index_file.sync_data());
+        let sync_took = started.elapsed();
         if let Err(e) = synced {
             w.poisoned = Some(format!(
                 "fsync failed while sealing {}: {e}",
@@ -472,10 +491,11 @@ impl LogCore {
             .push(next.clone());
         let old = std::mem::replace(&mut w.active, next);
         old.seal(w.pos, first);
-        self.mark_durable(first);
+        self.mark_durable(first, sync_took);
         w.file = file;
         w.index_file = index_file;
         w.pos = HEADER_LEN;
+        w.prepared_end = HEADER_LEN;
         w.index_pos = 0;
         w.since_index = 0;
         w.unsynced = 0;
@@ -527,6 +547,7 @@ impl LogCore {
                 w.next_offset,
             )
         };
+        let started = Instant::now();
         if let Err(e) = file.sync_data() {
             let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             w.poisoned = Some(format!("fsync of {} failed: {e}", segment.path.display()));
@@ -534,7 +555,7 @@ impl LogCore {
         }
         // The index is a hint rebuilt on recovery; syncing it is best effort.
         let _ = index_file.sync_data();
-        self.mark_durable(end);
+        self.mark_durable(end, started.elapsed());
         segment.publish(pos, end);
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         w.unsynced = w.next_offset.saturating_sub(end);
@@ -556,14 +577,17 @@ impl LogCore {
         Ok(())
     }
 
-    /// Fsyncs everything written (on close).
+    /// Fsyncs everything written and cuts prepared space off the active segment (on close),
+    /// so a cleanly closed log's files end at their last record.
     fn sync_all(&self, now: i64) -> Result<()> {
         let end = self
             .writer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .next_offset;
-        self.sync_to(end, now)
+        self.sync_to(end, now)?;
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.cut_prepared(&mut w)
     }
 }
 

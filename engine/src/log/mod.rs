@@ -4,11 +4,16 @@
 mod append;
 mod group;
 mod open;
+mod prepare;
 mod segment_handle;
+mod sync_metrics;
 
 pub use append::Appended;
 pub use group::Completion;
 pub use open::OpenedLog;
+pub use sync_metrics::{
+    HistogramSnapshot, SyncCounts, FSYNC_MESSAGES_BOUNDS, FSYNC_SECONDS_BOUNDS,
+};
 
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
@@ -23,6 +28,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use sync_metrics::SyncMetrics;
 
 /// Bytes read at a time while looking for the next good record after damage.
 const RESYNC_WINDOW: usize = 1 << 20;
@@ -66,10 +72,8 @@ struct LogCore {
     durable_end: AtomicU64,
     /// Bytes appended over the log's lifetime in this process (for write-amplification checks).
     bytes_appended: AtomicU64,
-    /// Fsyncs of segment data that made messages durable, since the log was opened.
-    fsyncs: AtomicU64,
-    /// Messages those fsyncs made durable (divided by `fsyncs`: messages per fsync).
-    synced_messages: AtomicU64,
+    /// What the log's fsyncs cost and covered since it was opened.
+    sync_metrics: SyncMetrics,
     /// Set when a segment file shrank under the running log: why appends are refused. Kept
     /// apart from the writer's own poison so readers can set it without the writer lock.
     failed: OnceLock<String>,
@@ -95,15 +99,6 @@ impl LogCore {
         }
         result
     }
-}
-
-/// How many fsyncs a log made and how many messages they made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SyncCounts {
-    /// Fsyncs of segment data that made at least one message durable.
-    pub fsyncs: u64,
-    /// Messages made durable by them.
-    pub messages: u64,
 }
 
 /// Where a reader is in the log; kept by each channel so sequential reads need no lookups.
@@ -201,10 +196,7 @@ impl TopicLog {
     /// Fsyncs that made messages durable, and how many messages they covered, since the log
     /// was opened (their ratio is the group commit's messages per fsync).
     pub fn sync_counts(&self) -> SyncCounts {
-        SyncCounts {
-            fsyncs: self.core.fsyncs.load(Ordering::Relaxed),
-            messages: self.core.synced_messages.load(Ordering::Relaxed),
-        }
+        self.core.sync_metrics.snapshot()
     }
 
     /// Publish time of the oldest retained message, if there is one.

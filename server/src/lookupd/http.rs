@@ -31,6 +31,7 @@ pub fn router(lookupd: Arc<Lookupd>) -> Router {
             })),
         )
         .route("/debug", only_get(get(debug)))
+        .route("/metrics", only_get(get(metrics)))
         .route("/lookup", only_get(get(lookup)))
         .route("/topics", only_get(get(topics)))
         .route("/channels", only_get(get(channels)))
@@ -166,6 +167,21 @@ async fn nodes(State(lookupd): Shared) -> Reply {
         nodes.push(Value::Object(node));
     }
     Reply::Json(json!({ "producers": nodes }))
+}
+
+/// Prometheus `/metrics` (ours; see [`super::metrics`]).
+async fn metrics(State(lookupd): Shared) -> Response {
+    match super::metrics::render(&lookupd) {
+        Ok(text) => {
+            let mut r = (StatusCode::OK, text).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::nsqd::metrics::CONTENT_TYPE),
+            );
+            r
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response(),
+    }
 }
 
 async fn debug(State(lookupd): Shared) -> Reply {

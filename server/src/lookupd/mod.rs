@@ -4,6 +4,7 @@
 //! in memory only, as in NSQ: nsqd re-registers everything when it reconnects.
 
 pub mod http;
+pub mod metrics;
 pub mod options;
 pub mod registry;
 pub mod tcp;

@@ -8,10 +8,13 @@
 use super::context::Nsqd;
 use super::e2e::LatencyJson;
 use super::stats::{self, StatsQuery};
+use nsq_engine::HistogramSnapshot;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 
@@ -20,12 +23,39 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 const EPHEMERAL: &str = "#ephemeral";
 
-type Labels = Vec<(String, String)>;
-type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+/// A series' labels.
+pub(crate) type Labels = Vec<(String, String)>;
+/// Float gauges by label set.
+pub(crate) type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
 type CounterFamily = Family<Labels, Counter>;
 
+/// Histograms whose buckets were counted elsewhere (the engine's atomics), one per label set;
+/// `prometheus_client`'s own `Histogram` can only be fed observations.
+#[derive(Debug, Default)]
+struct HistogramSeries(Vec<(Labels, HistogramSnapshot)>);
+
+impl EncodeMetric for HistogramSeries {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, h) in &self.0 {
+            encoder
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 /// A family registered under `name`, returned for filling in.
-fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> GaugeFamily {
+pub(crate) fn gauge(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+) -> GaugeFamily {
     let family = GaugeFamily::default();
     match unit {
         Some(unit) => registry.register_with_unit(name, help, unit, family.clone()),
@@ -43,14 +73,16 @@ fn counter(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) 
     family
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
+/// Owned label pairs.
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn set(family: &GaugeFamily, labels: &Labels, value: f64) {
+/// Sets the series `labels` of `family` to `value`.
+pub(crate) fn set(family: &GaugeFamily, labels: &Labels, value: f64) {
     family.get_or_create(labels).set(value);
 }
 
@@ -165,11 +197,49 @@ pub fn render(nsqd: &Nsqd, exclude_ephemeral: bool) -> Result<String, std::fmt::
         "Quantiles of FIN time minus publish time over the window",
         Some(Unit::Seconds),
     );
+    let topic_appended = counter(
+        &mut r,
+        "topic_appended",
+        "Bytes written to the topic's segment files (records and headers) since start",
+        Some(Unit::Bytes),
+    );
+    let topic_segments = gauge(
+        &mut r,
+        "topic_segments",
+        "Segment files the topic's log holds",
+        None,
+    );
+    let topic_fsyncs = counter(
+        &mut r,
+        "topic_fsyncs",
+        "Fsyncs that made messages durable since start",
+        None,
+    );
+    let topic_fsynced = counter(
+        &mut r,
+        "topic_fsynced_messages",
+        "Messages made durable by those fsyncs (divided by nsq_topic_fsyncs_total: messages per fsync)",
+        None,
+    );
+    let mut fsync_latency = HistogramSeries::default();
+    let mut fsync_batch = HistogramSeries::default();
     for t in snapshot.topics.as_deref().unwrap_or_default() {
         if exclude_ephemeral && t.topic_name.ends_with(EPHEMERAL) {
             continue;
         }
         let tl = labels(&[("topic", &t.topic_name)]);
+        if let Some(log) = nsqd
+            .engine
+            .topic(&t.topic_name)
+            .and_then(|t| t.log_metrics())
+        {
+            count(&topic_appended, &tl, log.bytes_appended);
+            set(&topic_segments, &tl, log.segments as f64);
+            count(&topic_fsyncs, &tl, log.syncs.fsyncs);
+            count(&topic_fsynced, &tl, log.syncs.messages);
+            fsync_latency.0.push((tl.clone(), log.syncs.latency));
+            fsync_batch.0.push((tl.clone(), log.syncs.batch));
+        }
         set(&topic_depth, &tl, t.depth as f64);
         count(&topic_messages, &tl, t.message_count);
         count(&topic_message_bytes, &tl, t.message_bytes);
@@ -196,6 +266,17 @@ pub fn render(nsqd: &Nsqd, exclude_ephemeral: bool) -> Result<String, std::fmt::
             latency(&channel_latency, &cl, &c.e2e_processing_latency);
         }
     }
+    r.register_with_unit(
+        "topic_fsync_duration",
+        "How long each fsync of the topic's log took",
+        Unit::Seconds,
+        fsync_latency,
+    );
+    r.register(
+        "topic_fsync_batch_messages",
+        "Messages each fsync made durable (group commit)",
+        fsync_batch,
+    );
     let none = Labels::new();
     let clients = nsqd.clients.all();
     let connections = gauge(&mut r, "connections", "Open TCP client connections", None);

@@ -112,6 +112,7 @@ fn flag_options(opts: &NsqdOptions) -> EngineOptions {
                 .map(|d| d.as_nanos().min(i64::MAX as u128) as i64),
             bytes: opts.retention_bytes,
         },
+        max_defer: opts.max_req_timeout,
         ..EngineOptions::default()
     }
 }

@@ -168,7 +168,7 @@ pub fn collect(nsqd: &Nsqd, query: &StatsQuery) -> Stats {
                 backend_depth: s.depth,
                 in_flight_count: s.in_flight,
                 deferred_count: s.deferred,
-                message_count: tstats.end_offset.saturating_sub(s.start_offset),
+                message_count: s.readable_end.saturating_sub(s.start_offset),
                 requeue_count: s.requeue_count,
                 timeout_count: s.timeout_count,
                 client_count: subscribed.len(),
