@@ -480,9 +480,8 @@ impl Engine {
     }
 
     /// NSQ's topic empty: drops what the topic holds, i.e. the backlog a first channel would
-    /// get, and what a paused topic kept from its channels (channels that had read all they
-    /// were given move past it; one still behind the mark would get it after all). Channels
-    /// keep theirs.
+    /// get, and what a paused topic kept from its channels, which keep theirs (a channel more
+    /// than [`crate::channel::MAX_KEPT_ON_EMPTY`] behind the pause mark gets it after all).
     pub fn empty_topic(&self, topic: &str) -> Result<()> {
         let t = self
             .topic(topic)
@@ -493,7 +492,7 @@ impl Engine {
         if let Some(mark) = t.pause_mark() {
             t.move_pause_mark(end);
             for channel in t.channels() {
-                if channel.pass_over(mark, end) {
+                if channel.pass_over(mark, end, self.now()) {
                     channel.persist()?;
                 }
             }
