@@ -461,6 +461,20 @@ impl Channel {
         self.feed.read_limit(self.storage.end_offset())
     }
 
+    /// Gives waiting messages with no time that are deferred past `now` their time back
+    /// (a journal replay leaves what was taken but not finished waiting with none), so they
+    /// count as deferred, not depth. Delivery checks the time anyway.
+    pub(crate) fn hold_back_deferred(&self, now: i64) {
+        let mut inner = self.lock();
+        for (offset, attempts, ready_at) in inner.cursor.to_file().entries {
+            if ready_at <= now {
+                if let Some(at) = self.feed.deferred_until(offset, now) {
+                    inner.cursor.wait(offset, at, attempts);
+                }
+            }
+        }
+    }
+
     /// How many times the channel was emptied or rewound. A subscriber that sees it change
     /// forgets what it had in flight, as the channel did (NSQ's empty zeroes its clients'
     /// in-flight counts, so their RDY room is theirs again).

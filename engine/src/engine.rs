@@ -734,23 +734,6 @@ fn log_config(options: &Options) -> LogConfig {
     }
 }
 
-/// Messages a journal replay left waiting with no time (taken but not finished before a
-/// crash, see [`CursorState::replay_finished`]) that are DPUB messages not yet due get their
-/// time back, so they count as deferred, not depth (delivery checks the time anyway). Few:
-/// at most what was in flight or deferred when the process stopped.
-fn hold_back_replayed_deferrals(storage: &Storage, cursor: &mut CursorState, now: i64) {
-    for (offset, attempts, ready_at) in cursor.to_file().entries {
-        if ready_at > now {
-            continue;
-        }
-        if let Ok(Some(m)) = storage.read_one(offset) {
-            if m.deliver_at > now {
-                cursor.wait(offset, m.deliver_at, attempts);
-            }
-        }
-    }
-}
-
 /// Opens one durable topic from its metadata: its log, then its channels' cursors.
 fn open_topic(
     options: &Options,
@@ -871,7 +854,6 @@ fn open_topic(
             end,
             events,
         );
-        hold_back_replayed_deferrals(&storage, &mut cursor, now);
         let c = Channel::new(
             &meta.name,
             &channel.name,
@@ -892,13 +874,17 @@ fn open_topic(
             .unwrap_or_else(|e| e.into_inner())
             .insert(channel.name.clone(), Arc::new(c));
     }
-    // Deferred messages nobody has read yet are counted as deferred from the start.
-    let unread_from = topic
+    // Deferred messages not finished yet count as deferred from the start: unread ones, and
+    // those a journal replay left waiting with no time (see `Channel::hold_back_deferred`).
+    let unfinished_from = topic
         .channels()
         .iter()
-        .map(|c| c.stats(now).next)
+        .map(|c| c.floor())
         .min()
         .unwrap_or(meta.backlog_start);
-    topic.index_deferred_from(unread_from, now, max_defer_ns(options))?;
+    topic.index_deferred_from(unfinished_from, now, max_defer_ns(options))?;
+    for channel in topic.channels() {
+        channel.hold_back_deferred(now);
+    }
     Ok(topic)
 }
