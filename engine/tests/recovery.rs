@@ -76,9 +76,13 @@ fn torn_tail_is_cut_back_to_the_last_complete_record_at_every_byte() {
             .recovery_events()
             .iter()
             .any(|e| matches!(e, RecoveryEvent::TruncatedTail { .. }));
+        // A partial record is torn, except when the bytes that made it are all zeros (the
+        // top bytes of its length field): those are indistinguishable from prepared space
+        // (FORMAT.md) and simply overwritten by the next append.
+        let partial = &full[cut - (cut - 32) % rec..cut];
         assert_eq!(
             torn,
-            (cut - 32) % rec != 0,
+            partial.iter().any(|&b| b != 0),
             "cut at {cut}: {:?}",
             engine.recovery_events()
         );

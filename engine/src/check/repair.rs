@@ -277,6 +277,21 @@ impl Repairer<'_> {
                 .iter()
                 .map(|r| (r.offset, r.position, r.len, r.timestamp))
                 .collect();
+            if scan.prepared_tail > 0 && next_first.is_some() {
+                let end = bytes.len() as u64 - scan.prepared_tail;
+                self.act(
+                    path,
+                    format!(
+                        "cut {} zero bytes of prepared space off the sealed segment",
+                        scan.prepared_tail
+                    ),
+                );
+                if !self.dry_run {
+                    let file = self.fs.open(path, OpenMode::ReadWrite).at(path)?;
+                    file.set_len(end).at(path)?;
+                    file.sync_data().at(path)?;
+                }
+            }
             if !self.index_sound(&index_path, scan) {
                 self.act(&index_path, "rebuilt the index from the records".into());
                 if !self.dry_run {

@@ -47,6 +47,9 @@ pub struct SegmentScan {
     pub damage: Vec<Damage>,
     /// The offset after the last good record.
     pub end_offset: u64,
+    /// Zero bytes from the end of the last record to the end of the file: space nsqd
+    /// prepared ahead of its writes (FORMAT.md), not damage.
+    pub prepared_tail: u64,
 }
 
 /// Checks the record at the start of `data`: `(offset, timestamp, total length)`.
@@ -107,6 +110,10 @@ pub fn scan_segment(bytes: &[u8], first: u64) -> SegmentScan {
                 continue;
             }
             Ok((offset, _, _)) => format!("expected offset {expected}, found {offset}"),
+            Err(_) if bytes[at..].iter().all(|&b| b == 0) => {
+                scan.prepared_tail = len - pos;
+                break;
+            }
             Err(reason) => reason,
         };
         match resync(bytes, at, expected) {
@@ -225,6 +232,23 @@ mod tests {
                 assert_eq!(scan.damage.len(), 1);
             }
         }
+    }
+
+    #[test]
+    fn zeros_after_the_last_record_are_prepared_space_not_damage() {
+        let mut bytes = segment(0, &[b"one", b"two"]);
+        let end = bytes.len();
+        bytes.resize(end + 4096, 0);
+        let scan = scan_segment(&bytes, 0);
+        assert!(scan.damage.is_empty(), "{:?}", scan.damage);
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(scan.prepared_tail, 4096);
+        assert_eq!(scan.end_offset, 2);
+        // A torn record in front of the zeros is still damage.
+        bytes[end] = 7;
+        let scan = scan_segment(&bytes, 0);
+        assert_eq!(scan.damage.len(), 1);
+        assert_eq!(scan.prepared_tail, 0);
     }
 
     #[test]

@@ -246,6 +246,18 @@ fn verify_topic(
                 detail,
             ));
         }
+        if scan.prepared_tail > 0 && !last {
+            report.findings.push(finding(
+                FindingKind::BadRecord,
+                path,
+                Some(bytes.len() as u64 - scan.prepared_tail),
+                Some(scan.end_offset),
+                format!(
+                    "sealed segment ends in {} zero bytes (space prepared ahead of writes that sealing should have cut off; repair cuts it)",
+                    scan.prepared_tail
+                ),
+            ));
+        }
         report.records += scan.records.len() as u64;
         verify_index(fs, &topic.dir, *first, &scan, report);
         previous_end = Some(scan.end_offset);

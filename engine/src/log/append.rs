@@ -24,8 +24,12 @@ pub(super) struct Writer {
     pub active: Arc<Segment>,
     pub file: Arc<dyn FsFile>,
     pub index_file: Arc<dyn FsFile>,
-    /// Length of the active segment file (end of the last complete record).
+    /// End of the last complete record in the active segment (the file may be longer: see
+    /// `prepared_end`).
     pub pos: u64,
+    /// End of the zeros already written and fsynced past `pos` (`pos` when none; see
+    /// [`super::prepare`]).
+    pub prepared_end: u64,
     pub index_pos: u64,
     pub next_offset: u64,
     pub last_timestamp: i64,
@@ -70,6 +74,7 @@ impl Writer {
             file,
             index_file,
             pos,
+            prepared_end: pos,
             index_pos,
             next_offset,
             last_timestamp,
@@ -410,6 +415,8 @@ impl LogCore {
                 .file
                 .set_len(w.pos)
                 .and_then(|()| w.index_file.set_len(w.index_pos));
+            // Cutting back also dropped any prepared space past `pos`.
+            w.prepared_end = w.pos;
             if let Err(undo_err) = undo {
                 w.poisoned = Some(format!(
                     "{err}; cutting back the partial write failed too: {undo_err}"
@@ -422,6 +429,11 @@ impl LogCore {
 
     /// Seals the active segment (fsynced, immutable) and starts a new one.
     pub(super) fn roll(&self, w: &mut Writer, now: i64) -> Result<()> {
+        // A sealed segment ends at its last record: prepared space is cut off first.
+        if let Err(e) = self.cut_prepared(w) {
+            w.poisoned = Some(format!("cutting prepared space off a segment failed: {e}"));
+            return Err(e);
+        }
         let started = Instant::now();
         let synced = w.file.sync_data().and_then(|()| w.index_file.sync_data());
         let sync_took = started.elapsed();
@@ -462,6 +474,7 @@ impl LogCore {
         w.file = file;
         w.index_file = index_file;
         w.pos = HEADER_LEN;
+        w.prepared_end = HEADER_LEN;
         w.index_pos = 0;
         w.since_index = 0;
         w.unsynced = 0;
@@ -546,14 +559,17 @@ impl LogCore {
         Ok(())
     }
 
-    /// Fsyncs everything written (on close).
+    /// Fsyncs everything written and cuts prepared space off the active segment (on close),
+    /// so a cleanly closed log's files end at their last record.
     fn sync_all(&self, now: i64) -> Result<()> {
         let end = self
             .writer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .next_offset;
-        self.sync_to(end, now)
+        self.sync_to(end, now)?;
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.cut_prepared(&mut w)
     }
 }
 

@@ -148,9 +148,18 @@ impl GroupWriter {
 
 /// The writer thread: waits for a batch, gathers whatever else is queued (up to
 /// [`MAX_GROUP_BYTES`]), commits it as one group, and repeats until the log is dropped.
+/// When nothing is queued after a group, it prepares segment space ahead (strict policy).
 fn write_groups(core: &LogCore, requests: &mpsc::Receiver<Request>) {
     let mut group = Vec::new();
-    while let Ok(first) = requests.recv() {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(request) => request,
+            None => match requests.recv() {
+                Ok(request) => request,
+                Err(_) => return,
+            },
+        };
         let mut bytes = first.data.len();
         group.push(first);
         while bytes < MAX_GROUP_BYTES {
@@ -163,5 +172,14 @@ fn write_groups(core: &LogCore, requests: &mpsc::Receiver<Request>) {
             }
         }
         core.commit_group(&mut group);
+        match requests.try_recv() {
+            Ok(request) => next = Some(request),
+            Err(mpsc::TryRecvError::Empty) => {
+                if core.config.sync.is_strict() {
+                    core.prepare_ahead();
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => return,
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod append;
 mod group;
 mod open;
+mod prepare;
 mod segment_handle;
 mod sync_metrics;
 

@@ -4,6 +4,7 @@
 
 use super::append::{SyncState, Writer};
 use super::group::GroupWriter;
+use super::prepare::is_zero_tail;
 use super::{LogConfig, LogCore, Segment, TopicLog};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileSystem, FsFile, OpenMode};
@@ -347,7 +348,13 @@ fn open_active(
         .collect();
     let added = !rebuilt.is_empty();
     entries.append(&mut rebuilt);
-    if scanned.end < len {
+    // Zeros from the last record to the end of the file are space the writer prepared
+    // (see `prepare.rs`): the log ends at the last record, and the writer reuses the space.
+    let file_len = len;
+    let prepared = scanned.end < len && is_zero_tail(&*file, scanned.end, len).at(&path)?;
+    if prepared {
+        len = scanned.end;
+    } else if scanned.end < len {
         file.set_len(scanned.end).at(&path)?;
         events.push(RecoveryEvent::TruncatedTail {
             path: path.clone(),
@@ -395,6 +402,9 @@ fn open_active(
         now,
     );
     writer.since_index = scanned.since_index;
+    if prepared {
+        writer.prepared_end = file_len;
+    }
     Ok((segment, writer))
 }
 
