@@ -13,7 +13,7 @@ use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A message handed to a client.
@@ -117,6 +117,8 @@ pub struct Channel {
     persist_lock: Mutex<()>,
     paused: AtomicBool,
     deleted: AtomicBool,
+    /// Bumped by every empty or rewind (see [`Channel::reset_count`]).
+    resets: AtomicU64,
 }
 
 fn flight_error(e: FlightError, id: &MessageId) -> Error {
@@ -164,6 +166,7 @@ impl Channel {
             persist_lock: Mutex::new(()),
             paused: AtomicBool::new(paused),
             deleted: AtomicBool::new(false),
+            resets: AtomicU64::new(0),
         }
     }
 
@@ -435,6 +438,7 @@ impl Channel {
     /// Moves the channel to `offset`: its floor and read position move there, everything in
     /// flight or waiting is forgotten (late FINs fail), attempts start again.
     pub(crate) fn reset(&self, offset: u64) {
+        self.resets.fetch_add(1, Ordering::AcqRel);
         let mut inner = self.lock();
         inner.cursor.reset(offset);
         inner.reader = LogReader::at(offset);
@@ -450,6 +454,13 @@ impl Channel {
     /// How far the channel may read now: the log's end, or its topic's pause mark.
     fn readable_end(&self) -> u64 {
         self.feed.read_limit(self.storage.end_offset())
+    }
+
+    /// How many times the channel was emptied or rewound. A subscriber that sees it change
+    /// forgets what it had in flight, as the channel did (NSQ's empty zeroes its clients'
+    /// in-flight counts, so their RDY room is theirs again).
+    pub fn reset_count(&self) -> u64 {
+        self.resets.load(Ordering::Acquire)
     }
 
     /// Whether a take at `now` could find something: unread log, or a ready requeue. Cheap

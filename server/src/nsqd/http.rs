@@ -557,7 +557,16 @@ async fn channel_action(
             return super::replay::create_at(&nsqd, &topic, &channel, start).into_response();
         }
         "delete" => engine.delete_channel(&topic, &channel),
-        "empty" => engine.empty_channel(&topic, &channel),
+        "empty" => engine.empty_channel(&topic, &channel).map(|()| {
+            // As in NSQ, its clients have nothing in flight any more: shown at once, and each
+            // connection drops its own view when it next looks (woken here).
+            for client in nsqd.clients.subscribed_to(&topic, &channel) {
+                client
+                    .in_flight_count
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+            nsqd.wake(&topic)
+        }),
         "pause" => engine.set_channel_paused(&topic, &channel, true),
         _ => engine
             .set_channel_paused(&topic, &channel, false)

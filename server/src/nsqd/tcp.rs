@@ -112,6 +112,8 @@ struct Subscription {
     topic: String,
     channel: Arc<Channel>,
     notify: Arc<Notify>,
+    /// The channel's [`Channel::reset_count`] when this connection last looked.
+    resets_seen: u64,
     /// FIN latencies waiting to be handed to the channel's window (with e2e percentiles on).
     latency: Option<e2e::Recorder>,
 }
@@ -364,8 +366,16 @@ impl Connection {
         if self.in_flight.is_empty() {
             return;
         }
-        let now = Instant::now();
         let before = self.in_flight.len();
+        if let Some(sub) = &mut self.sub {
+            let resets = sub.channel.reset_count();
+            if resets != sub.resets_seen {
+                // Emptied or rewound: nothing of ours is in flight there any more.
+                sub.resets_seen = resets;
+                self.in_flight.clear();
+            }
+        }
+        let now = Instant::now();
         self.in_flight.retain(|_, (deadline, _)| *deadline > now);
         if self.in_flight.len() != before {
             self.info
@@ -826,6 +836,7 @@ impl Connection {
             .unwrap_or_else(|e| e.into_inner()) = Some((topic.to_string(), channel.to_string()));
         self.sub = Some(Subscription {
             topic: topic.to_string(),
+            resets_seen: channel_handle.reset_count(),
             channel: channel_handle,
             notify: self.nsqd.notifier(topic),
             latency: self
