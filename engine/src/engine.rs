@@ -735,6 +735,23 @@ fn log_config(options: &Options) -> LogConfig {
     }
 }
 
+/// Messages a journal replay left waiting with no time (taken but not finished before a
+/// crash, see [`CursorState::replay_finished`]) that are DPUB messages not yet due get their
+/// time back, so they count as deferred, not depth (delivery checks the time anyway). Few:
+/// at most what was in flight or deferred when the process stopped.
+fn hold_back_replayed_deferrals(storage: &Storage, cursor: &mut CursorState, now: i64) {
+    for (offset, attempts, ready_at) in cursor.to_file().entries {
+        if ready_at > now {
+            continue;
+        }
+        if let Ok(Some(m)) = storage.read_one(offset) {
+            if m.deliver_at > now {
+                cursor.wait(offset, m.deliver_at, attempts);
+            }
+        }
+    }
+}
+
 /// Opens one durable topic from its metadata: its log, then its channels' cursors.
 fn open_topic(
     options: &Options,
@@ -855,6 +872,7 @@ fn open_topic(
             end,
             events,
         );
+        hold_back_replayed_deferrals(&storage, &mut cursor, now);
         let c = Channel::new(
             &meta.name,
             &channel.name,
