@@ -16,6 +16,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// The most unread messages a channel behind a paused topic's mark keeps when the topic is
+/// emptied (each becomes a cursor entry); one further behind gets what the topic held too.
+pub const MAX_KEPT_ON_EMPTY: u64 = 10_000;
+
 /// A message handed to a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -242,6 +246,7 @@ impl Channel {
         while taken < max {
             if let Some((offset, attempts)) = inner.cursor.pop_ready(now) {
                 match self.storage.read_one(offset) {
+                    Ok(Some(m)) if m.body.is_empty() => inner.stats.skipped += 1,
                     Ok(Some(m)) if m.deliver_at > now => {
                         // Replayed from the journal as unfinished before its DPUB time.
                         inner.cursor.wait(offset, m.deliver_at, attempts);
@@ -463,6 +468,20 @@ impl Channel {
         self.feed.read_limit(self.storage.end_offset())
     }
 
+    /// Gives waiting messages with no time that are deferred past `now` their time back
+    /// (a journal replay leaves what was taken but not finished waiting with none), so they
+    /// count as deferred, not depth. Delivery checks the time anyway.
+    pub(crate) fn hold_back_deferred(&self, now: i64) {
+        let mut inner = self.lock();
+        for (offset, attempts, ready_at) in inner.cursor.to_file().entries {
+            if ready_at <= now {
+                if let Some(at) = self.feed.deferred_until(offset, now) {
+                    inner.cursor.wait(offset, at, attempts);
+                }
+            }
+        }
+    }
+
     /// How many times the channel was emptied or rewound. A subscriber that sees it change
     /// forgets what it had in flight, as the channel did (NSQ's empty zeroes its clients'
     /// in-flight counts, so their RDY room is theirs again).
@@ -500,14 +519,22 @@ impl Channel {
         }
     }
 
-    /// Moves a channel that has read exactly up to `from` on to `to` without delivering what
-    /// lies between (a paused topic emptied: what it held goes, what the channel has stays).
-    /// Channels elsewhere are left alone. Returns whether it moved.
-    pub(crate) fn pass_over(&self, from: u64, to: u64) -> bool {
+    /// Moves a channel on from a paused topic's mark `from` to `to` without delivering what
+    /// lies between (the topic emptied: what it held goes, what the channel has stays). A
+    /// channel still behind the mark keeps its unread messages as waiting entries, one each,
+    /// if there are at most [`MAX_KEPT_ON_EMPTY`]; past that, or if the channel is past the
+    /// mark (rewound there), it is left alone. Returns whether it moved.
+    pub(crate) fn pass_over(&self, from: u64, to: u64, now: i64) -> bool {
         let mut inner = self.lock();
-        if inner.cursor.next() != from || !inner.buffer.is_empty() || to <= from {
+        let next = inner.cursor.next();
+        if to <= from || next > from || from - next > MAX_KEPT_ON_EMPTY {
             return false;
         }
+        for offset in next..from {
+            let ready_at = self.feed.deferred_until(offset, now).unwrap_or(0);
+            inner.cursor.wait(offset, ready_at, 0);
+        }
+        inner.buffer.clear();
         inner.cursor.pass_over(to);
         inner.reader = LogReader::at(to);
         inner.stats.start_offset = inner.stats.start_offset.saturating_add(to - from);

@@ -480,9 +480,8 @@ impl Engine {
     }
 
     /// NSQ's topic empty: drops what the topic holds, i.e. the backlog a first channel would
-    /// get, and what a paused topic kept from its channels (channels that had read all they
-    /// were given move past it; one still behind the mark would get it after all). Channels
-    /// keep theirs.
+    /// get, and what a paused topic kept from its channels, which keep theirs (a channel more
+    /// than [`crate::channel::MAX_KEPT_ON_EMPTY`] behind the pause mark gets it after all).
     pub fn empty_topic(&self, topic: &str) -> Result<()> {
         let t = self
             .topic(topic)
@@ -493,7 +492,7 @@ impl Engine {
         if let Some(mark) = t.pause_mark() {
             t.move_pause_mark(end);
             for channel in t.channels() {
-                if channel.pass_over(mark, end) {
+                if channel.pass_over(mark, end, self.now()) {
                     channel.persist()?;
                 }
             }
@@ -884,13 +883,17 @@ fn open_topic(
             .unwrap_or_else(|e| e.into_inner())
             .insert(channel.name.clone(), Arc::new(c));
     }
-    // Deferred messages nobody has read yet are counted as deferred from the start.
-    let unread_from = topic
+    // Deferred messages not finished yet count as deferred from the start: unread ones, and
+    // those a journal replay left waiting with no time (see `Channel::hold_back_deferred`).
+    let unfinished_from = topic
         .channels()
         .iter()
-        .map(|c| c.stats(now).next)
+        .map(|c| c.floor())
         .min()
         .unwrap_or(meta.backlog_start);
-    topic.index_deferred_from(unread_from, now, max_defer_ns(options))?;
+    topic.index_deferred_from(unfinished_from, now, max_defer_ns(options))?;
+    for channel in topic.channels() {
+        channel.hold_back_deferred(now);
+    }
     Ok(topic)
 }

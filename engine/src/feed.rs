@@ -86,6 +86,13 @@ impl Feed {
             .sum()
     }
 
+    /// When the indexed record at `offset` is due, if it is deferred past `now`.
+    pub(crate) fn deferred_until(&self, offset: u64, now: i64) -> Option<i64> {
+        let index = self.lock();
+        let (_, &(end, at)) = index.ranges.range(..=offset).next_back()?;
+        (offset < end && at > now).then_some(at)
+    }
+
     /// Where indexing starts: records below were never looked at (open indexes only what a
     /// channel has yet to read, and only as far back as a deferral can still be running).
     pub(crate) fn indexed_from(&self) -> u64 {

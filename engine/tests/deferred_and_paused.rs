@@ -217,3 +217,53 @@ fn a_deferred_message_published_while_paused_is_the_topics_until_unpaused() {
     engine.set_topic_paused("t", false).expect("unpause");
     assert_eq!(depth_deferred(&engine, "t", "a"), (0, 1));
 }
+
+#[test]
+fn a_deferred_message_a_journal_replay_leaves_unfinished_still_counts_as_deferred() {
+    let (fs, clock) = sim();
+    {
+        let engine = open(&fs, &clock);
+        let c = engine
+            .create_channel("t", "a", ChannelStart::Default)
+            .expect("a");
+        let topic = engine.topic("t").expect("topic");
+        topic
+            .publish(&["later"], clock.now() + 600 * SEC)
+            .expect("dpub");
+        topic.publish(&["now"], 0).expect("pub");
+        let got = take_all(&engine, "t", "a");
+        assert_eq!(bodies(&got), ["now"]);
+        c.finish(1, &got[0].id).expect("fin");
+        c.write_finished().expect("journal");
+        // Dropped without closing: a crash, with the FIN only in the journal.
+    }
+    let engine = open(&fs, &clock);
+    assert_eq!(depth_deferred(&engine, "t", "a"), (0, 1));
+    assert!(take_all(&engine, "t", "a").is_empty());
+    clock.advance(600 * SEC);
+    assert_eq!(bodies(&take_all(&engine, "t", "a")), ["later"]);
+}
+
+#[test]
+fn emptying_a_paused_topic_keeps_what_a_lagging_channel_had_and_drops_what_the_topic_held() {
+    let (fs, clock) = sim();
+    let engine = open(&fs, &clock);
+    engine
+        .create_channel("t", "a", ChannelStart::Default)
+        .expect("a");
+    let topic = engine.topic("t").expect("topic");
+    topic.publish(&["x"], 0).expect("pub");
+    topic
+        .publish(&["x-later"], clock.now() + 600 * SEC)
+        .expect("dpub");
+    engine.set_topic_paused("t", true).expect("pause");
+    topic.publish(&["y", "z"], 0).expect("pub");
+    engine.empty_topic("t").expect("empty");
+    assert_eq!(topic.stats().expect("stats").backlog, 0);
+    assert_eq!(depth_deferred(&engine, "t", "a"), (1, 1));
+    engine.set_topic_paused("t", false).expect("unpause");
+    assert_eq!(depth_deferred(&engine, "t", "a"), (1, 1));
+    assert_eq!(bodies(&take_all(&engine, "t", "a")), ["x"]);
+    clock.advance(600 * SEC);
+    assert_eq!(bodies(&take_all(&engine, "t", "a")), ["x-later"]);
+}

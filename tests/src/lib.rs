@@ -17,4 +17,4 @@ pub use http::{http_get, http_post, http_request, HttpReply};
 pub use lookupd::Nsqlookupd;
 pub use process::{binary, free_port, Nsqd};
 pub use raw::RawClient;
-pub use tool::{archive_lines, run_tool, Tool, ToolOutput};
+pub use tool::{archive_lines, run_tool, run_tool_with_env, Tool, ToolOutput};

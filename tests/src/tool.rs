@@ -19,7 +19,18 @@ pub struct ToolOutput {
 
 /// Runs `name args...` with `stdin`, waiting at most `timeout` (then kills it and panics).
 pub fn run_tool(name: &str, args: &[&str], stdin: &[u8], timeout: Duration) -> ToolOutput {
-    let mut tool = Tool::spawn_with_stdin(name, args, true);
+    run_tool_with_env(name, args, &[], stdin, timeout)
+}
+
+/// [`run_tool`] with extra environment variables (such as `SSL_CERT_FILE`).
+pub fn run_tool_with_env(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    stdin: &[u8],
+    timeout: Duration,
+) -> ToolOutput {
+    let mut tool = Tool::spawn_with(name, args, env, true);
     if let Some(mut input) = tool.child.as_mut().and_then(|c| c.stdin.take()) {
         let _ = input.write_all(stdin);
     }
@@ -45,15 +56,21 @@ pub struct Tool {
 impl Tool {
     /// Starts `name args...` with stdin closed.
     pub fn spawn(name: &str, args: &[&str]) -> Tool {
-        Tool::spawn_with_stdin(name, args, false)
+        Tool::spawn_with(name, args, &[], false)
     }
 
-    fn spawn_with_stdin(name: &str, args: &[&str], piped: bool) -> Tool {
+    fn spawn_with(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+        piped: bool,
+    ) -> Tool {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("stdout");
         let err = dir.path().join("stderr");
         let child = Command::new(binary(name))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&err).expect("stderr file"))

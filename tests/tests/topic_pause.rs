@@ -98,3 +98,24 @@ fn a_paused_topic_holds_new_messages_while_its_channels_deliver_what_they_had() 
     assert_eq!(consume(&nsqd, "t", "b", 3), ["p1", "p2", "p3"]);
     assert_eq!(consume(&nsqd, "t", "a", 3), ["p1", "p2", "p3"]);
 }
+
+#[test]
+fn the_text_stats_mark_a_paused_topic_and_channel_as_nsq_does() {
+    let nsqd = Nsqd::start(&[]);
+    post(&nsqd, "/topic/create?topic=t");
+    post(&nsqd, "/channel/create?topic=t&channel=a");
+    post(&nsqd, "/channel/create?topic=t&channel=b");
+    publish(&nsqd, "t", "x");
+    post(&nsqd, "/topic/pause?topic=t");
+    post(&nsqd, "/channel/pause?topic=t&channel=a");
+    publish(&nsqd, "t", "y");
+    let text = http_get(&nsqd.url("/stats?format=text")).body;
+    for line in [
+        "\n*P [t              ] depth: 1     be-depth: 1     msgs: 2        e2e%: ",
+        "\n   *P [a                        ] depth: 1     be-depth: 1     inflt: 0    def: 0    ",
+        "\n      [b                        ] depth: 1     be-depth: 1     inflt: 0    def: 0    ",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(text.starts_with("nsqd v1.3.0 (built w/"), "{text}");
+}

@@ -2,8 +2,8 @@
 //! for one channel, summed over those nsqd.
 
 use crate::cli::duration;
-use crate::client::lookup::{get_json, query_escape};
-use crate::client::{self};
+use crate::client::lookup::query_escape;
+use crate::client::{self, HttpClient};
 use clap::Parser;
 use serde_json::Value;
 use std::io::Write;
@@ -151,7 +151,7 @@ pub fn row(now: &Sample, before: Option<&Sample>, interval: Duration) -> String 
 }
 
 /// The nsqd HTTP addresses to poll: the given ones, or the topic's producers in lookupd.
-async fn nsqd_addresses(args: &Args, timeout: Duration) -> Result<Vec<String>, Error> {
+async fn nsqd_addresses(args: &Args, http: &HttpClient) -> Result<Vec<String>, Error> {
     if !args.nsqd_http_addresses.is_empty() {
         return Ok(args.nsqd_http_addresses.clone());
     }
@@ -159,7 +159,7 @@ async fn nsqd_addresses(args: &Args, timeout: Duration) -> Result<Vec<String>, E
     let mut last_error = None;
     let path = format!("/lookup?topic={}", query_escape(&args.topic));
     for lookupd in &args.lookupd_http_addresses {
-        match get_json(lookupd, &path, timeout).await {
+        match http.get_json(lookupd, &path).await {
             Ok((_, value)) => {
                 for p in value["producers"].as_array().into_iter().flatten() {
                     if let (Some(host), Some(port)) =
@@ -182,8 +182,7 @@ async fn nsqd_addresses(args: &Args, timeout: Duration) -> Result<Vec<String>, E
 }
 
 /// Polls every nsqd once. Fails only if none answered.
-pub async fn sample(args: &Args) -> Result<Sample, Error> {
-    let timeout = args.http_client_connect_timeout + args.http_client_request_timeout;
+pub async fn sample(args: &Args, http: &HttpClient) -> Result<Sample, Error> {
     let path = format!(
         "/stats?format=json&topic={}&channel={}&include_clients=false",
         query_escape(&args.topic),
@@ -192,8 +191,8 @@ pub async fn sample(args: &Args) -> Result<Sample, Error> {
     let mut total = Sample::default();
     let mut answered = false;
     let mut last_error = None;
-    for addr in nsqd_addresses(args, timeout).await? {
-        match get_json(&addr, &path, timeout).await {
+    for addr in nsqd_addresses(args, http).await? {
+        match http.get_json(&addr, &path).await {
             Ok((200, stats)) => {
                 answered = true;
                 for topic in stats["topics"].as_array().into_iter().flatten() {
@@ -206,7 +205,7 @@ pub async fn sample(args: &Args) -> Result<Sample, Error> {
             }
             Ok((status, body)) => {
                 last_error = Some(client::Error::Http {
-                    url: format!("{addr}{path}"),
+                    url: client::url(&addr, &path),
                     reason: format!("status {status}: {body}"),
                 })
             }
@@ -223,13 +222,17 @@ pub async fn sample(args: &Args) -> Result<Sample, Error> {
 /// The first poll failing is an error; later failures are reported and skipped.
 pub async fn run(args: &Args, out: &mut impl Write) -> Result<(), Error> {
     args.validate()?;
+    let http = HttpClient::new(
+        args.http_client_connect_timeout,
+        args.http_client_request_timeout,
+    )?;
     let mut previous: Option<Sample> = None;
     let mut printed = 0u64;
     let mut ticker = tokio::time::interval(args.interval);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let now = match sample(args).await {
+        let now = match sample(args, &http).await {
             Ok(s) => s,
             Err(e) if previous.is_some() => {
                 tracing::error!("{e}");

@@ -340,6 +340,15 @@ fn client_label(c: &ClientStats) -> String {
     label
 }
 
+/// The text format's line prefix: NSQ marks a paused topic or channel with `*P`.
+fn paused_mark(paused: bool) -> &'static str {
+    if paused {
+        "*P "
+    } else {
+        "   "
+    }
+}
+
 /// NSQ's `format=text` rendering; `uptime` since start, `now_secs` the current Unix time.
 pub fn render_text(stats: &Stats, uptime: std::time::Duration, now_secs: i64) -> String {
     let mut out = String::new();
@@ -348,7 +357,8 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration, now_secs: i64) ->
             (now_secs - c.connect_ts).max(0) as u64,
         ))
     };
-    let _ = writeln!(out, "nsqd v{} (nsq-rs)", stats.version);
+    // NSQ's first line is its --version line.
+    let _ = writeln!(out, "{}", crate::version::version_line("nsqd"));
     let _ = writeln!(out, "start_time {}", rfc3339(stats.start_time));
     let _ = writeln!(out, "uptime {}\n", go_duration(uptime));
     let _ = writeln!(out, "Health: {}\n", stats.health);
@@ -378,7 +388,8 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration, now_secs: i64) ->
     for t in topics {
         let _ = writeln!(
             out,
-            "   [{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: {}",
+            "{}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: {}",
+            paused_mark(t.paused),
             t.topic_name,
             t.depth,
             t.backend_depth,
@@ -388,8 +399,8 @@ pub fn render_text(stats: &Stats, uptime: std::time::Duration, now_secs: i64) ->
         for c in &t.channels {
             let _ = writeln!(
                 out,
-                "      [{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}",
-                c.channel_name, c.depth, c.backend_depth, c.in_flight_count, c.deferred_count, c.requeue_count, c.timeout_count, c.message_count, c.e2e_processing_latency.text()
+                "   {}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}",
+                paused_mark(c.paused), c.channel_name, c.depth, c.backend_depth, c.in_flight_count, c.deferred_count, c.requeue_count, c.timeout_count, c.message_count, c.e2e_processing_latency.text()
             );
             for client in c.clients.iter().flatten() {
                 let _ = writeln!(

@@ -4,6 +4,7 @@
 use super::backoff::RdyPlanner;
 use super::config::Config;
 use super::error::{Error, Result};
+use super::http::HttpClient;
 use super::lookup::lookup_producers;
 use super::message::{InFlight, Message, Outcome};
 use super::session::{handle, run_connection};
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     /// Messages for the handler workers, with their TOUCH period.
     pub(crate) dispatch: mpsc::UnboundedSender<Dispatched>,
     pub(crate) stop: watch::Sender<bool>,
+    /// For lookupd polls: `dial_timeout` to connect, `http_timeout` per request.
+    http: HttpClient,
     lookupds: Mutex<Vec<String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     in_flight: AtomicUsize,
@@ -195,6 +198,7 @@ impl Consumer {
         let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
         let handler: BoxedHandler = Arc::new(move |m| Box::pin(handler(m)));
         let max_in_flight = config.max_in_flight;
+        let http = HttpClient::new(config.dial_timeout, config.http_timeout)?;
         let shared = Arc::new(Shared {
             topic: topic.to_string(),
             channel: channel.to_string(),
@@ -204,6 +208,7 @@ impl Consumer {
             events,
             dispatch,
             stop: watch::channel(false).0,
+            http,
             lookupds: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
@@ -235,11 +240,10 @@ impl Consumer {
         rx.await.unwrap_or(Err(Error::Stopped))
     }
 
-    /// Adds a lookupd (HTTP `host:port`) and queries it at once; from then on every lookupd
+    /// Adds a lookupd (HTTP `host:port`, or an `http://`/`https://` URL) and queries it at once; from then on every lookupd
     /// is polled each `lookupd_poll_interval` (plus jitter). Fails if this first query does.
     pub async fn connect_to_lookupd(&self, addr: &str) -> Result<()> {
-        let timeout = self.shared.config.http_timeout;
-        let producers = lookup_producers(addr, &self.shared.topic, timeout).await?;
+        let producers = lookup_producers(&self.shared.http, addr, &self.shared.topic).await?;
         let first = {
             let mut lookupds = self
                 .shared
@@ -470,7 +474,7 @@ async fn poll_lookupd(shared: Arc<Shared>) {
         let mut listed = BTreeSet::new();
         let mut answered = false;
         for addr in &lookupds {
-            match lookup_producers(addr, &shared.topic, config.http_timeout).await {
+            match lookup_producers(&shared.http, addr, &shared.topic).await {
                 Ok(producers) => {
                     answered = true;
                     listed.extend(producers);

@@ -5,8 +5,8 @@
 //! - [`Consumer`]: a topic/channel from nsqd addresses and/or lookupd discovery, with RDY
 //!   spread over connections, requeue delays, `max_attempts`, backoff and clean stop.
 //! - [`Config`]: the knobs, defaulting to go-nsq's values.
-//! - [`lookup`]: nsqlookupd queries and the small HTTP GET behind them (also used for nsqd's
-//!   `/stats`).
+//! - [`HttpClient`]: HTTP(S) to lookupd and nsqd (`host:port`, `http://` or `https://`).
+//! - [`lookup`]: nsqlookupd queries over it.
 //!
 //! ```no_run
 //! use nsq_tools::client::{Config, Consumer, Error, Message, Producer};
@@ -32,6 +32,7 @@ mod config;
 mod connection;
 mod consumer;
 mod error;
+mod http;
 pub mod lookup;
 mod message;
 mod producer;
@@ -43,6 +44,7 @@ pub use config::{hostname, Config};
 pub use connection::Negotiated;
 pub use consumer::{Consumer, ConsumerStats, HandlerResult};
 pub use error::{Error, Result};
+pub use http::{url, HttpClient};
 pub use message::Message;
 pub use producer::Producer;
 pub use tls::TlsSettings;

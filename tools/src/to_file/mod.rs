@@ -9,7 +9,7 @@ pub use filename::{NameFormat, NameOptions};
 pub use logger::{Event, FileLogger, LoggerOptions};
 
 use crate::cli::duration;
-use crate::client::{self, Config, Consumer, Message};
+use crate::client::{self, Config, Consumer, HttpClient, Message};
 use clap::Parser;
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -120,6 +120,12 @@ pub struct Args {
     /// option to passthrough to the consumer (may be given multiple times): name,value
     #[arg(long = "consumer-opt")]
     pub consumer_opts: Vec<String>,
+    /// timeout for HTTP connect
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub http_client_connect_timeout: Duration,
+    /// timeout for HTTP request
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub http_client_request_timeout: Duration,
     /// set log verbosity: debug, info, warn, error, or fatal
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -231,14 +237,20 @@ pub async fn run(args: Args) -> Result<(), Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let pattern = Regex::new(&args.topic_pattern).map_err(|e| Error::Usage(e.to_string()))?;
+    // For lookupd's topic list and --start's channel creation (the consumers poll lookupd
+    // with their own, from the consumer options).
+    let http = HttpClient::new(
+        args.http_client_connect_timeout,
+        args.http_client_request_timeout,
+    )?;
     let mut loggers: BTreeMap<String, TopicLogger> = BTreeMap::new();
     for topic in &args.topics {
-        let logger = start_topic(&args, &config, &opts, topic).await?;
+        let logger = start_topic(&args, &http, &config, &opts, topic).await?;
         loggers.insert(topic.clone(), logger);
     }
     let discover = args.topics.is_empty();
     if discover {
-        refresh_topics(&args, &config, &opts, &pattern, &mut loggers, true).await?;
+        refresh_topics(&args, &http, &config, &opts, &pattern, &mut loggers, true).await?;
     }
     let mut refresh = tokio::time::interval(args.topic_refresh);
     refresh.reset();
@@ -254,7 +266,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 }
             }
             _ = refresh.tick(), if discover => {
-                if let Err(e) = refresh_topics(&args, &config, &opts, &pattern, &mut loggers, false).await {
+                if let Err(e) = refresh_topics(&args, &http, &config, &opts, &pattern, &mut loggers, false).await {
                     tracing::warn!("topic refresh: {e}");
                 }
             }
@@ -305,6 +317,7 @@ async fn join(thread: std::thread::JoinHandle<Result<(), Error>>) -> Result<(), 
 /// Subscribes to every lookupd topic matching the pattern that is not archived yet.
 async fn refresh_topics(
     args: &Args,
+    http: &HttpClient,
     config: &Config,
     opts: &LoggerOptions,
     pattern: &Regex,
@@ -314,7 +327,7 @@ async fn refresh_topics(
     let mut found = Vec::new();
     let mut last_error = None;
     for addr in &args.lookupd_http_addresses {
-        match client::lookup::lookup_topics(addr, config.http_timeout).await {
+        match client::lookup::lookup_topics(http, addr).await {
             Ok(topics) => found.extend(topics),
             Err(e) => last_error = Some(e),
         }
@@ -329,7 +342,7 @@ async fn refresh_topics(
             continue;
         }
         tracing::info!("adding topic {topic}");
-        let logger = start_topic(args, config, opts, &topic).await?;
+        let logger = start_topic(args, http, config, opts, &topic).await?;
         loggers.insert(topic, logger);
     }
     Ok(())
@@ -337,14 +350,13 @@ async fn refresh_topics(
 
 /// With `--start`, creates the channel at that position on every nsqd that has (or, given
 /// directly, will have) the topic, before subscribing; an existing channel is left as it is.
-async fn create_channel_at_start(args: &Args, topic: &str) -> Result<(), Error> {
+async fn create_channel_at_start(args: &Args, http: &HttpClient, topic: &str) -> Result<(), Error> {
     let Some(start) = &args.start else {
         return Ok(());
     };
-    let timeout = Duration::from_secs(5);
     let mut nsqds = args.nsqd_http_addresses.clone();
     for lookupd in &args.lookupd_http_addresses {
-        nsqds.extend(client::lookup::lookup_http_producers(lookupd, topic, timeout).await?);
+        nsqds.extend(client::lookup::lookup_http_producers(http, lookupd, topic).await?);
     }
     let (t, c) = (
         client::lookup::query_escape(topic),
@@ -357,7 +369,7 @@ async fn create_channel_at_start(args: &Args, topic: &str) -> Result<(), Error> 
             client::lookup::query_escape(start)
         );
         for path in [create_topic, create_channel] {
-            let (status, body) = client::lookup::http_post(&nsqd, &path, timeout).await?;
+            let (status, body) = http.post(&nsqd, &path).await?;
             if status != 200 {
                 return Err(Error::Usage(format!(
                     "--start {start}: nsqd {nsqd} answered {status}: {}",
@@ -371,11 +383,12 @@ async fn create_channel_at_start(args: &Args, topic: &str) -> Result<(), Error> 
 
 async fn start_topic(
     args: &Args,
+    http: &HttpClient,
     config: &Config,
     opts: &LoggerOptions,
     topic: &str,
 ) -> Result<TopicLogger, Error> {
-    create_channel_at_start(args, topic).await?;
+    create_channel_at_start(args, http, topic).await?;
     let needs_rev = opts.gzip.is_some()
         || opts.rotate_size > 0
         || !opts.rotate_interval.is_zero()
