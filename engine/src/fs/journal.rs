@@ -35,6 +35,10 @@ struct JournaledFile {
     inner: Arc<dyn FsFile>,
     /// End of the last write that was not all zeros (cut back by `set_len`).
     data_end: AtomicU64,
+    /// The longest length an fsync has covered (cut back by `set_len`). Fsyncs may overlap
+    /// and finish out of order; the journal records this, so a later line never undoes an
+    /// earlier, longer one.
+    synced_end: AtomicU64,
     path: PathBuf,
     journal: Arc<Mutex<File>>,
 }
@@ -56,6 +60,7 @@ impl FsFile for JournaledFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)?;
         self.data_end.fetch_min(len, Ordering::AcqRel);
+        self.synced_end.fetch_min(len, Ordering::AcqRel);
         Ok(())
     }
 
@@ -67,6 +72,7 @@ impl FsFile for JournaledFile {
         // Measure before syncing: bytes written concurrently after this point are not covered.
         let len = self.inner.len()?.min(self.data_end.load(Ordering::Acquire));
         self.inner.sync_data()?;
+        let len = self.synced_end.fetch_max(len, Ordering::AcqRel).max(len);
         let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         writeln!(journal, "{len}\t{}", self.path.display())
     }
@@ -95,6 +101,7 @@ impl FileSystem for SyncJournalFs {
         Ok(Arc::new(JournaledFile {
             inner,
             data_end,
+            synced_end: AtomicU64::new(0),
             path: path.to_path_buf(),
             journal: self.journal.clone(),
         }))
