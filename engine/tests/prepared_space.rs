@@ -6,12 +6,10 @@ mod common;
 
 use common::*;
 use nsq_engine::check::verify;
-use nsq_engine::fs::{FileSystem, SimFs};
-use nsq_engine::log::LogReader;
+use nsq_engine::fs::SimFs;
 use nsq_engine::record::record_len;
 use nsq_engine::{Engine, ManualClock, Options, RecoveryEvent};
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,40 +25,12 @@ fn open(fs: &SimFs, clock: &Arc<ManualClock>) -> Engine {
     Engine::open("/data", options(fs, clock)).expect("open")
 }
 
-fn log_bodies(engine: &Engine) -> Vec<String> {
-    let topic = engine.topic("t").expect("topic");
-    let storage = topic.storage();
-    let mut reader = LogReader::at(storage.first_offset());
-    let mut out = VecDeque::new();
-    while storage
-        .read(&mut reader, 64 * 1024, usize::MAX, &mut out)
-        .expect("read")
-        > 0
-    {}
-    out.iter()
-        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
-        .collect()
-}
-
-fn segments(fs: &SimFs) -> Vec<PathBuf> {
-    let dir = Path::new("/data/topics/t");
-    let mut logs: Vec<PathBuf> = fs
-        .read_dir(dir)
-        .expect("dir")
-        .into_iter()
-        .filter(|e| e.name.ends_with(".log"))
-        .map(|e| dir.join(e.name))
-        .collect();
-    logs.sort();
-    logs
-}
-
 /// Waits (bounded) until the writer thread, idle after the last publish, has prepared space
 /// past `records_end` in the active segment; returns the file length then.
 fn wait_for_prepared(fs: &SimFs, records_end: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let active = segments(fs).pop().expect("a segment");
+        let active = segment_files(fs, "t").pop().expect("a segment");
         let len = fs.file_data(&active).expect("data").len();
         if len > records_end {
             return len;
@@ -87,10 +57,10 @@ fn prepared_space_survives_a_power_cut_and_is_neither_damage_nor_data() {
         engine.create_topic("t").expect("topic");
         publish(&engine, &bodies);
         let len = wait_for_prepared(&fs, records_end);
-        let active = segments(&fs).pop().expect("a segment");
+        let active = segment_files(&fs, "t").pop().expect("a segment");
         let data = fs.file_data(&active).expect("data");
         assert!(data[records_end..len].iter().all(|&b| b == 0));
-        assert_eq!(log_bodies(&engine), bodies, "readers see records only");
+        assert_eq!(log_bodies(&engine, "t"), bodies, "readers see records only");
         fs.power_cut();
     }
     // The prepared zeros were fsynced: the cut leaves them in place, and they are not damage.
@@ -106,20 +76,20 @@ fn prepared_space_survives_a_power_cut_and_is_neither_damage_nor_data() {
             .any(|e| matches!(e, RecoveryEvent::TruncatedTail { .. })),
         "prepared space is not a torn tail: {events:?}"
     );
-    assert_eq!(log_bodies(&engine), bodies);
+    assert_eq!(log_bodies(&engine, "t"), bodies);
     // Appends go into the prepared space, after the last record.
     let more: Vec<String> = (20..30).map(|i| format!("message {i:03}")).collect();
     publish(&engine, &more);
     let all: Vec<String> = bodies.iter().chain(&more).cloned().collect();
-    assert_eq!(log_bodies(&engine), all);
+    assert_eq!(log_bodies(&engine, "t"), all);
     engine.close().expect("close");
 
     // A clean close leaves the active segment ending at its last record.
-    let active = segments(&fs).pop().expect("a segment");
+    let active = segment_files(&fs, "t").pop().expect("a segment");
     let expected = 32 + all.len() * record_len(all[0].len());
     assert_eq!(fs.file_data(&active).expect("data").len(), expected);
     let engine = open(&fs, &clock);
-    assert_eq!(log_bodies(&engine), all);
+    assert_eq!(log_bodies(&engine, "t"), all);
 }
 
 #[test]
@@ -139,7 +109,7 @@ fn sealed_segments_end_at_their_last_record() {
         }
         fs.power_cut();
     }
-    let logs = segments(&fs);
+    let logs = segment_files(&fs, "t");
     assert!(logs.len() > 2, "the workload should roll segments");
     let rec = record_len(body.len());
     for sealed in &logs[..logs.len() - 1] {
@@ -155,5 +125,5 @@ fn sealed_segments_end_at_their_last_record() {
     assert!(report.is_sound(), "{:?}", report.findings);
     assert_eq!(report.records, 200);
     let engine = open(&fs, &clock);
-    assert_eq!(log_bodies(&engine).len(), 200);
+    assert_eq!(log_bodies(&engine, "t").len(), 200);
 }

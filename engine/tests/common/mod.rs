@@ -59,3 +59,34 @@ pub fn finish_all(engine: &Engine, topic: &str, channel: &str, deliveries: &[Del
         c.finish(1, &d.id).expect("finish");
     }
 }
+
+/// Every message body of topic `topic`'s log, oldest first, as strings.
+pub fn log_bodies(engine: &Engine, topic: &str) -> Vec<String> {
+    let topic = engine.topic(topic).expect("topic");
+    let storage = topic.storage();
+    let mut reader = nsq_engine::log::LogReader::at(storage.first_offset());
+    let mut out = std::collections::VecDeque::new();
+    while storage
+        .read(&mut reader, 64 * 1024, usize::MAX, &mut out)
+        .expect("read")
+        > 0
+    {}
+    out.iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect()
+}
+
+/// The segment files of topic `topic` on the simulated disk, oldest first.
+pub fn segment_files(fs: &SimFs, topic: &str) -> Vec<std::path::PathBuf> {
+    use nsq_engine::fs::FileSystem;
+    let dir = std::path::PathBuf::from(format!("/data/topics/{topic}"));
+    let mut logs: Vec<_> = fs
+        .read_dir(&dir)
+        .expect("dir")
+        .into_iter()
+        .filter(|e| e.name.ends_with(".log"))
+        .map(|e| dir.join(e.name))
+        .collect();
+    logs.sort();
+    logs
+}
