@@ -5,28 +5,11 @@ mod common;
 
 use common::*;
 use nsq_engine::fs::{SimFaults, SimFs};
-use nsq_engine::log::LogReader;
 use nsq_engine::{Engine, Error, ManualClock, Options, SyncPolicy};
 use rand::{Rng, SeedableRng};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn log_bodies(engine: &Engine, topic: &str) -> Vec<String> {
-    let topic = engine.topic(topic).expect("topic");
-    let storage = topic.storage();
-    let mut reader = LogReader::at(storage.first_offset());
-    let mut out = VecDeque::new();
-    while storage
-        .read(&mut reader, 64 * 1024, usize::MAX, &mut out)
-        .expect("read")
-        > 0
-    {}
-    out.iter()
-        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
-        .collect()
-}
 
 fn options(fs: &SimFs, clock: &Arc<ManualClock>, sync: SyncPolicy) -> Options {
     Options {

@@ -22,19 +22,6 @@ fn read_log(engine: &Engine, topic: &str) -> Result<Vec<Message>, Error> {
     Ok(out.into_iter().collect())
 }
 
-fn segment_files(fs: &SimFs, topic: &str) -> Vec<PathBuf> {
-    let dir = PathBuf::from(format!("/data/topics/{topic}"));
-    let mut logs: Vec<PathBuf> = fs
-        .read_dir(&dir)
-        .expect("dir")
-        .into_iter()
-        .filter(|e| e.name.ends_with(".log"))
-        .map(|e| dir.join(e.name))
-        .collect();
-    logs.sort();
-    logs
-}
-
 fn overwrite(fs: &SimFs, path: &Path, data: &[u8]) {
     let file = fs.open(path, OpenMode::CreateTruncate).expect("open");
     file.write_all_at(data, 0).expect("write");

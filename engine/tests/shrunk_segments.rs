@@ -11,7 +11,7 @@ use nsq_engine::log::LogReader;
 use nsq_engine::record::record_len;
 use nsq_engine::{Engine, Error, Message, Options, SyncPolicy};
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Reads the whole log of `topic`, or the first error.
 fn read_log(engine: &Engine, topic: &str) -> Result<Vec<Message>, Error> {
@@ -21,19 +21,6 @@ fn read_log(engine: &Engine, topic: &str) -> Result<Vec<Message>, Error> {
     let mut out = VecDeque::new();
     while storage.read(&mut reader, 64 * 1024, usize::MAX, &mut out)? > 0 {}
     Ok(out.into_iter().collect())
-}
-
-fn segment_files(fs: &SimFs, topic: &str) -> Vec<PathBuf> {
-    let dir = PathBuf::from(format!("/data/topics/{topic}"));
-    let mut logs: Vec<PathBuf> = fs
-        .read_dir(&dir)
-        .expect("dir")
-        .into_iter()
-        .filter(|e| e.name.ends_with(".log"))
-        .map(|e| dir.join(e.name))
-        .collect();
-    logs.sort();
-    logs
 }
 
 /// Cuts the file at `path` to `len` bytes, as `truncate(1)` from another process would.
