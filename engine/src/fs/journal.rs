@@ -35,9 +35,9 @@ struct JournaledFile {
     inner: Arc<dyn FsFile>,
     /// End of the last write that was not all zeros (cut back by `set_len`).
     data_end: AtomicU64,
-    /// The longest length an fsync has covered (cut back by `set_len`). Fsyncs may overlap
-    /// and finish out of order; the journal records this, so a later line never undoes an
-    /// earlier, longer one.
+    /// The longest length an fsync has covered (cut back by `set_len`). A flush's fsync can
+    /// run beside the writer thread's and finish after it; the journal records this, so a
+    /// later line never undoes an earlier, longer one.
     synced_end: AtomicU64,
     path: PathBuf,
     journal: Arc<Mutex<File>>,
