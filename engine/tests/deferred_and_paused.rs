@@ -8,6 +8,19 @@ mod common;
 use common::*;
 use nsq_engine::{ChannelStart, ChannelStats, Clock, Engine};
 
+/// Opens the engine with topic `t` and its channel `a`.
+fn open_with_channel_a(
+    fs: &nsq_engine::fs::SimFs,
+    clock: &std::sync::Arc<nsq_engine::ManualClock>,
+) -> (Engine, std::sync::Arc<nsq_engine::Topic>) {
+    let engine = open(fs, clock);
+    engine
+        .create_channel("t", "a", ChannelStart::Default)
+        .expect("a");
+    let topic = engine.topic("t").expect("topic");
+    (engine, topic)
+}
+
 fn stats(engine: &Engine, topic: &str, channel: &str) -> ChannelStats {
     engine
         .channel(topic, channel)
@@ -58,11 +71,7 @@ fn a_deferred_message_counts_as_deferred_before_any_read_and_after_a_reopen() {
 #[test]
 fn a_deferred_message_becomes_depth_when_due_unread() {
     let (fs, clock) = sim();
-    let engine = open(&fs, &clock);
-    engine
-        .create_channel("t", "a", ChannelStart::Default)
-        .expect("a");
-    let topic = engine.topic("t").expect("topic");
+    let (engine, topic) = open_with_channel_a(&fs, &clock);
     topic.publish(&["soon"], clock.now() + SEC).expect("dpub");
     assert_eq!(depth_deferred(&engine, "t", "a"), (0, 1));
     assert!(take_all(&engine, "t", "a").is_empty(), "never early");
@@ -247,11 +256,7 @@ fn a_deferred_message_a_journal_replay_leaves_unfinished_still_counts_as_deferre
 #[test]
 fn emptying_a_paused_topic_keeps_what_a_lagging_channel_had_and_drops_what_the_topic_held() {
     let (fs, clock) = sim();
-    let engine = open(&fs, &clock);
-    engine
-        .create_channel("t", "a", ChannelStart::Default)
-        .expect("a");
-    let topic = engine.topic("t").expect("topic");
+    let (engine, topic) = open_with_channel_a(&fs, &clock);
     topic.publish(&["x"], 0).expect("pub");
     topic
         .publish(&["x-later"], clock.now() + 600 * SEC)

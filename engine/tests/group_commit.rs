@@ -6,9 +6,7 @@ mod common;
 
 use common::*;
 use nsq_engine::fs::{DirEntry, FileSystem, FsFile, FsLock, OpenMode, SimFaults, SimFs};
-use nsq_engine::log::LogReader;
 use nsq_engine::{Appended, Engine, Error, Options, SyncCounts, Topic};
-use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -196,21 +194,6 @@ fn publish_behind_held_fsync(s: &Setup, bodies: &[String]) -> Vec<nsq_engine::Re
         .collect()
 }
 
-fn log_bodies(engine: &Engine) -> Vec<String> {
-    let topic = engine.topic("t").expect("topic");
-    let storage = topic.storage();
-    let mut reader = LogReader::at(storage.first_offset());
-    let mut out = VecDeque::new();
-    while storage
-        .read(&mut reader, 64 * 1024, usize::MAX, &mut out)
-        .expect("read")
-        > 0
-    {}
-    out.iter()
-        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
-        .collect()
-}
-
 fn reopen_after_power_cut(s: Setup) -> Engine {
     let Setup {
         fs, engine, topic, ..
@@ -256,7 +239,7 @@ fn publishes_queued_during_an_fsync_share_one_write_and_one_fsync() {
     };
     assert_eq!((bucket_of(1.0), bucket_of(32.0)), (Some(1), Some(1)));
     let engine = reopen_after_power_cut(s);
-    assert_eq!(log_bodies(&engine), bodies);
+    assert_eq!(log_bodies(&engine, "t"), bodies);
 }
 
 #[test]
@@ -269,7 +252,7 @@ fn a_group_that_crosses_segment_rolls_keeps_every_message_in_order() {
     }
     assert!(s.topic.storage().disk().expect("disk").segment_count() > 5);
     let engine = reopen_after_power_cut(s);
-    assert_eq!(log_bodies(&engine), bodies);
+    assert_eq!(log_bodies(&engine, "t"), bodies);
 }
 
 #[test]
@@ -299,7 +282,7 @@ fn a_failed_group_fsync_fails_exactly_the_publishers_it_covered() {
     ));
     s.fs.set_faults(SimFaults::default());
     let engine = reopen_after_power_cut(s);
-    assert_eq!(log_bodies(&engine), vec!["message 0"]);
+    assert_eq!(log_bodies(&engine, "t"), vec!["message 0"]);
 }
 
 #[test]
@@ -330,7 +313,7 @@ fn concurrent_blocking_publishers_lose_nothing_acknowledged_to_a_power_cut() {
     assert!(counts.fsyncs <= counts.messages);
     drop(topic);
     let engine = reopen_after_power_cut(s);
-    let found = log_bodies(&engine);
+    let found = log_bodies(&engine, "t");
     for bodies in acked {
         let mine: Vec<&String> = found
             .iter()

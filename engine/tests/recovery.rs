@@ -6,21 +6,9 @@ mod common;
 
 use common::*;
 use nsq_engine::fs::{FileSystem, OpenMode, SimFs};
-use nsq_engine::log::LogReader;
 use nsq_engine::record::record_len;
-use nsq_engine::{Engine, Error, Message, Options, RecoveryEvent};
-use std::collections::VecDeque;
+use nsq_engine::{Engine, Error, Options, RecoveryEvent};
 use std::path::{Path, PathBuf};
-
-/// Reads the whole log of `topic`, or the first error.
-fn read_log(engine: &Engine, topic: &str) -> Result<Vec<Message>, Error> {
-    let topic = engine.topic(topic).expect("topic");
-    let storage = topic.storage();
-    let mut reader = LogReader::at(storage.first_offset());
-    let mut out = VecDeque::new();
-    while storage.read(&mut reader, 64 * 1024, usize::MAX, &mut out)? > 0 {}
-    Ok(out.into_iter().collect())
-}
 
 fn overwrite(fs: &SimFs, path: &Path, data: &[u8]) {
     let file = fs.open(path, OpenMode::CreateTruncate).expect("open");

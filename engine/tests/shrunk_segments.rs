@@ -7,21 +7,9 @@ mod common;
 
 use common::*;
 use nsq_engine::fs::{FileSystem, OpenMode, SimFs};
-use nsq_engine::log::LogReader;
 use nsq_engine::record::record_len;
-use nsq_engine::{Engine, Error, Message, Options, SyncPolicy};
-use std::collections::VecDeque;
+use nsq_engine::{Engine, Error, Options, SyncPolicy};
 use std::path::Path;
-
-/// Reads the whole log of `topic`, or the first error.
-fn read_log(engine: &Engine, topic: &str) -> Result<Vec<Message>, Error> {
-    let topic = engine.topic(topic).expect("topic");
-    let storage = topic.storage();
-    let mut reader = LogReader::at(storage.first_offset());
-    let mut out = VecDeque::new();
-    while storage.read(&mut reader, 64 * 1024, usize::MAX, &mut out)? > 0 {}
-    Ok(out.into_iter().collect())
-}
 
 /// Cuts the file at `path` to `len` bytes, as `truncate(1)` from another process would.
 fn truncate(fs: &SimFs, path: &Path, len: u64) {

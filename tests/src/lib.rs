@@ -5,6 +5,7 @@
 //! does); they are looked up next to the test executable's `target/<profile>` directory.
 
 pub mod auth_server;
+pub mod data_dir;
 pub mod http;
 pub mod lookupd;
 pub mod process;
@@ -13,6 +14,7 @@ pub mod raw;
 pub mod tls;
 pub mod tool;
 
+pub use data_dir::{first_offset, segment_files};
 pub use http::{http_get, http_post, http_request, HttpReply};
 pub use lookupd::Nsqlookupd;
 pub use process::{binary, free_port, Nsqd};

@@ -4,7 +4,7 @@
 //! `nsq_log repair` it serves every intact message.
 
 use nsq_server::protocol::Frame;
-use nsq_tests::{binary, http_post, Nsqd, RawClient};
+use nsq_tests::{binary, first_offset, http_post, segment_files, Nsqd, RawClient};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,22 +41,9 @@ fn segments(data: &Path) -> Vec<PathBuf> {
 }
 
 fn segments_at_least(data: &Path, min: usize) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(data.join("topics/t"))
-        .expect("topic dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    out.sort();
+    let out = segment_files(data, "t");
     assert!(out.len() >= min, "want {min}+ segments, got {}", out.len());
     out
-}
-
-fn first_offset(segment: &Path) -> usize {
-    segment
-        .file_stem()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok())
-        .expect("segment named by offset")
 }
 
 /// Everything channel `c` delivers (FIN'd), until it goes quiet.

@@ -6,8 +6,8 @@
 //! E_PUB_FAILED / HTTP 500) and every other topic carries on.
 
 use nsq_server::protocol::{Command, Frame};
-use nsq_tests::{http_get, http_post, Nsqd, RawClient};
-use std::path::{Path, PathBuf};
+use nsq_tests::{first_offset, http_get, http_post, segment_files, Nsqd, RawClient};
+use std::path::Path;
 use std::time::Duration;
 
 /// Bytes of a segment header and of a record's header (engine/FORMAT.md).
@@ -16,16 +16,6 @@ const RECORD_HEADER: u64 = 48;
 
 fn body(i: usize) -> String {
     format!("message-{i:04}-{}", "x".repeat(60))
-}
-
-fn segments(data: &Path, topic: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(data.join("topics").join(topic))
-        .expect("topic dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    out.sort();
-    out
 }
 
 fn truncate(path: &Path, len: u64) {
@@ -113,7 +103,7 @@ fn a_sealed_segment_truncated_under_nsqd_fails_its_topic_and_nothing_else() {
     // mapped them, and a read of a mapping's truncated pages raised SIGBUS).
     let (got, _) = drain(&nsqd, "t", "first");
     assert_eq!(got.len(), 300);
-    let logs = segments(nsqd.data_path(), "t");
+    let logs = segment_files(nsqd.data_path(), "t");
     assert!(logs.len() >= 4, "want 4+ segments, got {}", logs.len());
     let victim = logs[2].clone();
     truncate(&victim, 100);
@@ -175,14 +165,6 @@ fn a_sealed_segment_truncated_under_nsqd_fails_its_topic_and_nothing_else() {
     );
 }
 
-fn first_offset(segment: &Path) -> usize {
-    segment
-        .file_stem()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok())
-        .expect("segment named by offset")
-}
-
 #[test]
 fn an_active_segment_truncated_under_nsqd_loses_no_publish_acknowledged_after_it() {
     active_segment_truncated(&[]);
@@ -203,7 +185,9 @@ fn active_segment_truncated(flags: &[&str]) {
     for i in 0..50 {
         client.publish("t", body(i).as_bytes());
     }
-    let active = segments(nsqd.data_path(), "t").pop().expect("a segment");
+    let active = segment_files(nsqd.data_path(), "t")
+        .pop()
+        .expect("a segment");
     // Cut in the middle of record 25 of the 50 written (the file may be allocated beyond
     // them, so the cut is computed from the records, not the file length).
     let record = RECORD_HEADER + body(0).len() as u64;

@@ -90,3 +90,16 @@ pub fn segment_files(fs: &SimFs, topic: &str) -> Vec<std::path::PathBuf> {
     logs.sort();
     logs
 }
+
+/// Reads the whole log of `topic`, or the first error a read meets.
+pub fn read_log(
+    engine: &Engine,
+    topic: &str,
+) -> Result<Vec<nsq_engine::Message>, nsq_engine::Error> {
+    let topic = engine.topic(topic).expect("topic");
+    let storage = topic.storage();
+    let mut reader = nsq_engine::log::LogReader::at(storage.first_offset());
+    let mut out = std::collections::VecDeque::new();
+    while storage.read(&mut reader, 64 * 1024, usize::MAX, &mut out)? > 0 {}
+    Ok(out.into_iter().collect())
+}
