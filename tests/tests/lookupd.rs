@@ -175,11 +175,8 @@ fn restarted_lookupd_gets_everything_registered_again() {
     });
     l.kill9();
     l.restart();
-    assert_eq!(
-        http_get(&l.url("/lookup?topic=t")).status,
-        404,
-        "a restarted lookupd starts empty"
-    );
+    // (Not asserted: that it starts empty. The nsqds reconnect within milliseconds of the
+    // restart, so a lookup right after it may already find them again.)
     eventually(15, "re-registered", || {
         producer_ports(&l, "t") == ports(&[&a, &b])
     });
