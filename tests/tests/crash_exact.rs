@@ -71,19 +71,21 @@ fn finished_messages_are_not_redelivered_after_kill9() {
     publish_all(&nsqd, M);
     let (client, got) = consume(&nsqd, M, M / 2);
     assert_eq!(got.len(), M);
-    // Once nsqd has processed every FIN (in flight drops to the unfinished half), kill it
-    // soon: the cursor file, written about once a second, is then most likely older than the
-    // FINs, and only the journal remembers them. A connection journals the FINs of one read
-    // after it has handled the whole read, so in flight drops a moment before the journal
-    // write; on a loaded machine (CI) that moment can be a scheduling slice or more, hence
-    // the short pause. A FIN nsqd had counted but not yet journaled would be redelivered
-    // (at least once), which is what this test would then report.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while channel_stat(&nsqd, &["in_flight_count"]) != (M / 2) as u64 {
-        assert!(Instant::now() < deadline, "FINs never reached the channel");
-        std::thread::sleep(Duration::from_millis(2));
+    // A connection journals the FINs of each read before it answers anything it read later,
+    // so the E_FIN_FAILED for an unknown id, sent after every FIN, says they are all in the
+    // journal. Kill nsqd at once: the cursor file, written about once a second, is then
+    // almost surely older than the FINs, and only the journal remembers them.
+    let mut client = client;
+    client.send_raw(b"FIN 0000000000000000\n");
+    match client.try_frame(Duration::from_secs(10)) {
+        Some(Frame::Error(e)) => assert!(e.starts_with(b"E_FIN_FAILED"), "{e:?}"),
+        other => panic!("expected E_FIN_FAILED, got {other:?}"),
     }
-    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        channel_stat(&nsqd, &["in_flight_count"]),
+        (M / 2) as u64,
+        "every FIN reached the channel"
+    );
     nsqd.kill9();
     drop(client);
     nsqd.restart();

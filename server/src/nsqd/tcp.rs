@@ -269,8 +269,11 @@ impl Connection {
                     if n == raw.len() && raw.len() < READ_BUFFER_MAX {
                         raw.resize(raw.len() * 2, 0);
                     }
-                    self.process_commands().await?;
+                    // Journal this read's FINs even when a fatal command in it closes
+                    // the connection: they reached nsqd.
+                    let processed = self.process_commands().await;
                     self.journal_finished();
+                    processed?;
                 }
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(READY_POLL), if self.sub.is_some() => {}
