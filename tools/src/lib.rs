@@ -3,7 +3,7 @@
 //! The binaries under `src/bin` are thin wrappers: they parse their arguments and call into
 //! this library, which holds the logic so it can be tested without spawning processes.
 //!
-//! - [`client`]: an async NSQ client library (`Producer`, `Consumer`) the tools are built on.
+//! - [`client`]: the async NSQ client library the tools are built on (the `nsq-client` crate).
 //! - [`to_file`], [`to_nsq`], [`tail`], [`stat`]: `nsq_to_file` (archive topics to files),
 //!   `to_nsq` (stdin to a topic), `nsq_tail` (topics to stdout), `nsq_stat` (rolling stats).
 //! - [`cli`]: flag and error conventions shared by the network tools.
@@ -11,7 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod client;
+pub use nsq_client as client;
 pub mod log_tool;
 pub mod stat;
 pub mod tail;
