@@ -7,6 +7,7 @@
 pub mod auth_server;
 pub mod data_dir;
 pub mod http;
+pub mod http_sink;
 pub mod lookupd;
 pub mod process;
 pub mod python;
@@ -16,6 +17,7 @@ pub mod tool;
 
 pub use data_dir::{first_offset, segment_files};
 pub use http::{http_get, http_post, http_request, HttpReply};
+pub use http_sink::{HttpSink, Received};
 pub use lookupd::Nsqlookupd;
 pub use process::{binary, free_port, Nsqd};
 pub use raw::RawClient;

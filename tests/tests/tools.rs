@@ -6,7 +6,13 @@ use nsq_tests::{http_get, http_post, run_tool, Nsqd, Nsqlookupd, Tool};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-const TOOLS: [&str; 4] = ["nsq_to_file", "to_nsq", "nsq_tail", "nsq_stat"];
+const TOOLS: [&str; 5] = [
+    "nsq_to_file",
+    "to_nsq",
+    "nsq_tail",
+    "nsq_stat",
+    "nsq_to_http",
+];
 const QUICK: Duration = Duration::from_secs(20);
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
