@@ -19,6 +19,8 @@ struct Gate {
     state: Mutex<GateState>,
     changed: Condvar,
     segment_writes: AtomicU64,
+    /// Writes of records past the file's end (not into prepared space).
+    extending_writes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +81,9 @@ impl FsFile for GatedFile {
         // Zeros are the writer preparing space ahead (log/prepare.rs), not records.
         if data.iter().any(|&b| b != 0) {
             self.gate.segment_writes.fetch_add(1, Ordering::Relaxed);
+            if pos + data.len() as u64 > self.inner.len()? {
+                self.gate.extending_writes.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.inner.write_all_at(data, pos)
     }
@@ -238,6 +243,21 @@ fn publishes_queued_during_an_fsync_share_one_write_and_one_fsync() {
             .map(|(_, n)| *n)
     };
     assert_eq!((bucket_of(1.0), bucket_of(32.0)), (Some(1), Some(1)));
+    let engine = reopen_after_power_cut(s);
+    assert_eq!(log_bodies(&engine, "t"), bodies);
+}
+
+#[test]
+fn a_writer_that_never_goes_idle_still_writes_its_groups_into_prepared_space() {
+    let s = setup(1 << 20);
+    let bodies: Vec<String> = (0..32).map(|i| format!("message {i}")).collect();
+    let before = s.gate.extending_writes.load(Ordering::Relaxed); // the segment's header
+    let results = publish_behind_held_fsync(&s, &bodies);
+    assert!(results.iter().all(Result::is_ok));
+    // Message 0 went into a fresh segment with nothing prepared. The 31 queued behind its
+    // fsync left the writer no idle moment, yet it prepared space before writing them, so
+    // their fsync had no file size to write.
+    assert_eq!(s.gate.extending_writes.load(Ordering::Relaxed) - before, 1);
     let engine = reopen_after_power_cut(s);
     assert_eq!(log_bodies(&engine, "t"), bodies);
 }

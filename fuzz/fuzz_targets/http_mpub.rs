@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use nsq_server::protocol::{parse_mpub_body, split_http_mpub};
+use nsq_protocol::{parse_mpub_body, split_http_mpub};
 
 const MAX_MSG: usize = 256;
 const MAX_BODY: usize = 4096;

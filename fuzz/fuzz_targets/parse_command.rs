@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use nsq_server::nsqd::identify::{negotiate, IdentifyRequest};
 use nsq_server::nsqd::options::{Cli, NsqdOptions};
-use nsq_server::protocol::{parse_command, Command, Limits};
+use nsq_protocol::{parse_command, Command, Limits};
 use std::sync::LazyLock;
 
 static OPTIONS: LazyLock<NsqdOptions> =

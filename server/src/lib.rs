@@ -1,7 +1,7 @@
 //! NSQ-compatible servers over the `nsq-engine` storage engine.
 //!
-//! - [`protocol`]: the wire formats (commands, frames, multi-message bodies), shared with the
-//!   client library in `nsq-tools`.
+//! - [`protocol`]: the wire formats (commands, frames, multi-message bodies, IDENTIFY,
+//!   compression): the `nsq-protocol` crate, shared with the client library `nsq-client`.
 //! - [`nsqd`]: the daemon: TCP protocol V2, HTTP API, housekeeping, over one [`nsq_engine::Engine`].
 //! - [`args`], [`listen`], [`logging`], [`signals`], [`version`]: process plumbing shared by the
 //!   binaries.
@@ -11,6 +11,6 @@ pub mod listen;
 pub mod logging;
 pub mod lookupd;
 pub mod nsqd;
-pub mod protocol;
+pub use nsq_protocol as protocol;
 pub mod signals;
 pub mod version;

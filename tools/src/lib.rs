@@ -3,7 +3,7 @@
 //! The binaries under `src/bin` are thin wrappers: they parse their arguments and call into
 //! this library, which holds the logic so it can be tested without spawning processes.
 //!
-//! - [`client`]: an async NSQ client library (`Producer`, `Consumer`) the tools are built on.
+//! - [`client`]: the async NSQ client library the tools are built on (the `nsq-client` crate).
 //! - [`to_file`], [`to_nsq`], [`tail`], [`stat`]: `nsq_to_file` (archive topics to files),
 //!   `to_nsq` (stdin to a topic), `nsq_tail` (topics to stdout), `nsq_stat` (rolling stats).
 //! - [`to_http`]: `nsq_to_http` (messages to HTTP endpoints), with [`upstream`] (`--mode`)
@@ -14,7 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod client;
+pub use nsq_client as client;
 pub mod json_filter;
 pub mod log_tool;
 pub mod nsq_to_nsq;

@@ -3,7 +3,7 @@
 use super::{DirEntry, FileSystem, FsFile, FsLock, OpenMode};
 use fs2::FileExt as _;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Seek as _, SeekFrom};
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -38,7 +38,11 @@ impl FsFile for RealFile {
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        // Not fstat: asking for the timestamps makes the kernel (Linux 6.13+ multigrain
+        // timestamps, ext4/xfs/btrfs) give the next write a fine-grained mtime, so every
+        // append's fdatasync would also write the inode (measured: 298 against 176 µs per
+        // fdatasync). The seek offset is unused: all I/O here is positional.
+        (&self.file).seek(SeekFrom::End(0))
     }
 
     fn sync_data(&self) -> io::Result<()> {

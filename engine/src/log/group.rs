@@ -148,7 +148,7 @@ impl GroupWriter {
 
 /// The writer thread: waits for a batch, gathers whatever else is queued (up to
 /// [`MAX_GROUP_BYTES`]), commits it as one group, and repeats until the log is dropped.
-/// When nothing is queued after a group, it prepares segment space ahead (strict policy).
+/// Between groups it prepares segment space ahead (strict policy; see `prepare_ahead`).
 fn write_groups(core: &LogCore, requests: &mpsc::Receiver<Request>) {
     let mut group = Vec::new();
     let mut next = None;
@@ -173,10 +173,15 @@ fn write_groups(core: &LogCore, requests: &mpsc::Receiver<Request>) {
         }
         core.commit_group(&mut group);
         match requests.try_recv() {
-            Ok(request) => next = Some(request),
+            Ok(request) => {
+                if core.config.sync.is_strict() {
+                    core.prepare_ahead(false);
+                }
+                next = Some(request)
+            }
             Err(mpsc::TryRecvError::Empty) => {
                 if core.config.sync.is_strict() {
-                    core.prepare_ahead();
+                    core.prepare_ahead(true);
                 }
             }
             Err(mpsc::TryRecvError::Disconnected) => return,

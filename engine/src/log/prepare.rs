@@ -17,8 +17,16 @@ use std::io;
 /// Bytes prepared at a time.
 pub(super) const PREPARE_CHUNK: u64 = 256 * 1024;
 
-/// The writer thread prepares another chunk once less than this much prepared space is left.
-const PREPARE_LOW_WATER: u64 = 128 * 1024;
+/// Between groups with nothing queued, the writer thread prepares another chunk once less than
+/// this much prepared space is left.
+const IDLE_LOW_WATER: u64 = 128 * 1024;
+
+/// Under sustained load the queue is never empty between groups, so waiting for an idle gap
+/// would let prepared space run out and every group extend the file (each fsync then also
+/// writes the inode: about twice its cost). Once less than this is left, the writer prepares
+/// even with groups queued: one chunk's write and fsync delays one group, instead of every
+/// fsync paying for a size change.
+const BUSY_LOW_WATER: u64 = 32 * 1024;
 
 /// Bytes read at a time when checking for a zero tail.
 const ZERO_CHECK_CHUNK: usize = 64 * 1024;
@@ -26,14 +34,15 @@ const ZERO_CHECK_CHUNK: usize = 64 * 1024;
 impl LogCore {
     /// Under a strict sync policy, writes and fsyncs the next chunk of zeros past the last
     /// record when little prepared space is left in the active segment (and the segment is
-    /// not about to roll). Called by the writer thread between groups, when nothing is queued,
-    /// so the cost falls in the gap before the next group rather than on an acknowledgement.
+    /// not about to roll). Called by the writer thread between groups: `idle` when nothing is
+    /// queued, so the cost usually falls in a gap rather than on an acknowledgement; with
+    /// groups queued only when space is nearly used up (see [`BUSY_LOW_WATER`]).
     /// A failure here is harmless (appends then extend the file as without preparation), so
     /// it only logs.
-    pub(super) fn prepare_ahead(&self) {
+    pub(super) fn prepare_ahead(&self, idle: bool) {
+        let low_water = if idle { IDLE_LOW_WATER } else { BUSY_LOW_WATER };
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if self.poisoned(&w).is_some() || w.prepared_end.saturating_sub(w.pos) >= PREPARE_LOW_WATER
-        {
+        if self.poisoned(&w).is_some() || w.prepared_end.saturating_sub(w.pos) >= low_water {
             return;
         }
         // Records past `max_bytes_per_file` roll the segment; space there would be cut off.

@@ -458,7 +458,10 @@ async fn multi_publish(
         nsqd.opts.max_body_size,
     ) {
         Ok(m) => m,
-        Err(e) => return Reply::Error(e.status(), e.code()),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::PAYLOAD_TOO_LARGE);
+            return Reply::Error(status, e.code());
+        }
     };
     match nsqd.publish(&topic, &messages, 0).await {
         Ok(_) => Reply::Text("OK"),

@@ -3,7 +3,7 @@
 
 pub mod auth;
 pub mod clients;
-pub mod compression;
+pub use nsq_protocol::compression;
 pub mod context;
 pub mod e2e;
 pub mod http;

@@ -157,7 +157,7 @@ impl Connection {
         security: Arc<Security>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let settings = Negotiated::defaults(&nsqd.opts);
+        let settings = identify::defaults(&nsqd.opts);
         Connection {
             nsqd,
             info,

@@ -5,7 +5,7 @@ use super::config::Config;
 use super::connection::{connect, write_loop, FrameReader, FrameWriter};
 use super::error::{Error, Result};
 use bytes::Bytes;
-use nsq_server::protocol::{is_valid_name, Command, Frame};
+use nsq_protocol::{is_valid_name, Command, Frame};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -18,8 +18,8 @@ type Request = (Command, oneshot::Sender<Result<()>>);
 /// connection fails the requests waiting on it; the next request connects again.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), nsq_tools::client::Error> {
-/// use nsq_tools::client::{Config, Producer};
+/// # async fn demo() -> Result<(), nsq_client::Error> {
+/// use nsq_client::{Config, Producer};
 /// let producer = Producer::new("127.0.0.1:4150", Config::default());
 /// producer.publish("events", b"hello".to_vec()).await?;
 /// producer.multi_publish("events", vec![b"a".to_vec(), b"b".to_vec()]).await?;

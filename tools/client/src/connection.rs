@@ -5,8 +5,8 @@
 use super::config::Config;
 use super::error::{Error, Result};
 use bytes::BytesMut;
-use nsq_server::nsqd::compression::{Compression, StreamDecoder, StreamEncoder};
-use nsq_server::protocol::{decode_frame, Command, Frame, MAGIC_V2};
+use nsq_protocol::compression::{Compression, StreamDecoder, StreamEncoder};
+use nsq_protocol::{decode_frame, Command, Frame, MAGIC_V2};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -5,8 +5,8 @@
 use super::error::ProtocolError;
 use super::is_valid_name;
 use super::mpub::parse_mpub_body;
+use crate::MessageId;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use nsq_engine::MessageId;
 
 /// The longest command line accepted. The longest valid one (DPUB with a 64-character topic
 /// and a 20-digit delay) is far shorter; NSQ's reader buffer is 16 KiB.

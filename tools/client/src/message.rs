@@ -2,8 +2,8 @@
 
 use super::consumer::Shared;
 use bytes::Bytes;
-use nsq_engine::MessageId;
-use nsq_server::protocol::Command;
+use nsq_protocol::Command;
+use nsq_protocol::MessageId;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -128,8 +128,8 @@ impl HttpMpubError {
     }
 
     /// The HTTP status: 413 for all of them, as NSQ answers.
-    pub fn status(&self) -> axum::http::StatusCode {
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE
+    pub fn status(&self) -> u16 {
+        413
     }
 }
 

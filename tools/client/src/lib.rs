@@ -1,5 +1,5 @@
-//! An async (tokio) NSQ client over the server's own protocol codec
-//! ([`nsq_server::protocol`]), with go-nsq's behaviour and defaults.
+//! `nsq-client`: an async (tokio) NSQ client over the server's own protocol codec
+//! ([`nsq_protocol`]), with go-nsq's behaviour and defaults.
 //!
 //! - [`Producer`]: PUB / MPUB / DPUB to one nsqd, each awaiting nsqd's `OK`.
 //! - [`Consumer`]: a topic/channel from nsqd addresses and/or lookupd discovery, with RDY
@@ -9,7 +9,7 @@
 //! - [`lookup`]: nsqlookupd queries over it.
 //!
 //! ```no_run
-//! use nsq_tools::client::{Config, Consumer, Error, Message, Producer};
+//! use nsq_client::{Config, Consumer, Error, Message, Producer};
 //!
 //! async fn run() -> Result<(), Error> {
 //!     let producer = Producer::new("127.0.0.1:4150", Config::default());

@@ -6,7 +6,7 @@ use super::consumer::{Event, Shared, Source};
 use super::error::{Error, Result};
 use super::message::{InFlight, Message};
 use bytes::BytesMut;
-use nsq_server::protocol::{Command, Frame};
+use nsq_protocol::{Command, Frame};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

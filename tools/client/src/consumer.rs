@@ -8,7 +8,7 @@ use super::http::HttpClient;
 use super::lookup::lookup_producers;
 use super::message::{InFlight, Message, Outcome};
 use super::session::{handle, run_connection};
-use nsq_server::protocol::{is_valid_name, Command};
+use nsq_protocol::{is_valid_name, Command};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -163,8 +163,8 @@ impl Shared {
 /// Consumes one topic/channel from any number of nsqd.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), nsq_tools::client::Error> {
-/// use nsq_tools::client::{Config, Consumer, Message};
+/// # async fn demo() -> Result<(), nsq_client::Error> {
+/// use nsq_client::{Config, Consumer, Message};
 /// let config = Config { max_in_flight: 10, ..Config::default() };
 /// let consumer = Consumer::new("events", "archive", config, |msg: Message| async move {
 ///     println!("{}", String::from_utf8_lossy(&msg.body));
