@@ -31,4 +31,5 @@ fi
 export NSQ_TEST_PYTHON="$PYENV/bin/python"
 
 cargo build --workspace --bins
+cargo build -p nsq-client --examples
 cargo test --workspace

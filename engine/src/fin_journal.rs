@@ -61,7 +61,8 @@ pub fn fingerprint(file: &CursorFile) -> u64 {
     (u64::from(crc32fast::hash(&payload)) << 32) | (payload.len() as u64 & 0xffff_ffff)
 }
 
-fn encode_header(base: u64) -> [u8; HEADER_LEN] {
+/// The header of a journal extending the cursor file with fingerprint `base`.
+pub fn encode_header(base: u64) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
     header[..8].copy_from_slice(JOURNAL_MAGIC);
     header[8..12].copy_from_slice(&JOURNAL_VERSION.to_be_bytes());
@@ -89,7 +90,11 @@ pub fn encode_entries(entries: &[JournalEntry], out: &mut Vec<u8>) {
     }
 }
 
-fn decode_entry(bytes: &[u8]) -> Option<JournalEntry> {
+/// Decodes one entry (`ENTRY_LEN` bytes); `None` when it fails its checksum or is malformed.
+pub fn decode_entry(bytes: &[u8]) -> Option<JournalEntry> {
+    if bytes.len() < ENTRY_LEN {
+        return None;
+    }
     let crc = u32::from_be_bytes(bytes[12..16].try_into().ok()?);
     if crc != crc32fast::hash(&bytes[..12]) || bytes[9..12] != [0, 0, 0] {
         return None;
@@ -148,6 +153,36 @@ pub fn parse(bytes: &[u8]) -> Option<ParsedJournal> {
         damaged,
         valid_len,
     })
+}
+
+/// The entries that still mean something for a log ending at `end`: a FIN at or past the end
+/// names a record the log lost (unsynced writes) and is dropped, a reset past it is moved to
+/// it. Returns them and how many were dropped or moved. Kept in the journal, a dropped FIN
+/// would finish the new message that takes its offset at the next replay.
+pub fn within_log(entries: &[JournalEntry], end: u64) -> (Vec<JournalEntry>, usize) {
+    let mut past_end = 0;
+    let kept = entries
+        .iter()
+        .filter_map(|e| match *e {
+            JournalEntry::Finished(o) if o >= end => {
+                past_end += 1;
+                None
+            }
+            JournalEntry::Reset(o) if o > end => {
+                past_end += 1;
+                Some(JournalEntry::Reset(end))
+            }
+            other => Some(other),
+        })
+        .collect();
+    (kept, past_end)
+}
+
+/// A whole journal file: header and `entries`.
+pub fn encode_journal(base: u64, entries: &[JournalEntry]) -> Vec<u8> {
+    let mut bytes = encode_header(base).to_vec();
+    encode_entries(entries, &mut bytes);
+    bytes
 }
 
 /// Applies journal entries to a cursor restored from the file they extend. Offsets at or past
@@ -267,17 +302,29 @@ pub fn recover(
         let cursor = cursor?;
         return FinJournal::create(fs, &current_path, fingerprint(cursor)).ok();
     };
-    let (full_len, parsed) = chosen?;
+    let (full_len, mut parsed) = chosen?;
     apply(state, &parsed.entries, end);
-    if parsed.damaged > 0 || full_len != parsed.valid_len {
+    let (kept, past_end) = within_log(&parsed.entries, end);
+    let torn_bytes = full_len.saturating_sub(parsed.valid_len);
+    if parsed.damaged > 0 || past_end > 0 || torn_bytes > 0 {
         events.push(RecoveryEvent::JournalDamaged {
             path: chosen_path.clone(),
             damaged_entries: parsed.damaged,
-            torn_bytes: full_len.saturating_sub(parsed.valid_len),
+            torn_bytes,
+            past_end,
         });
     }
     if fs.exists(other_path) {
         let _ = fs.remove_file(other_path);
+    }
+    if past_end > 0 || parsed.damaged > 0 {
+        // Rewritten without what must not count again (see `within_log`) or cannot be read.
+        let bytes = encode_journal(parsed.base, &kept);
+        if fs.write_atomic(chosen_path, &bytes).is_err() {
+            let _ = fs.remove_file(chosen_path);
+            return None;
+        }
+        parsed.valid_len = bytes.len() as u64;
     }
     if chosen_path == &next_path && fs.rename(&next_path, &current_path).is_err() {
         let _ = fs.remove_file(&next_path);

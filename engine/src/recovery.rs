@@ -69,7 +69,8 @@ pub enum RecoveryEvent {
         channel: String,
     },
     /// A channel's finished-offsets journal held damaged entries (skipped: those FINs are
-    /// redelivered) or a torn tail (cut off).
+    /// redelivered), a torn tail (cut off), or entries past the log's end (dropped); the
+    /// journal is rewritten without them.
     JournalDamaged {
         /// The journal file.
         path: PathBuf,
@@ -77,6 +78,9 @@ pub enum RecoveryEvent {
         damaged_entries: usize,
         /// Bytes cut from the end.
         torn_bytes: u64,
+        /// Entries naming offsets past the log's end (records lost with unsynced writes),
+        /// dropped so they cannot finish the new messages that take those offsets.
+        past_end: usize,
     },
     /// A file or directory left by an interrupted create or delete was removed.
     RemovedLeftover {
@@ -138,9 +142,9 @@ impl fmt::Display for RecoveryEvent {
                 f,
                 "channel {topic}/{channel} had no cursor file; it replays from the oldest retained message"
             ),
-            RecoveryEvent::JournalDamaged { path, damaged_entries, torn_bytes } => write!(
+            RecoveryEvent::JournalDamaged { path, damaged_entries, torn_bytes, past_end } => write!(
                 f,
-                "finished-offsets journal {}: skipped {damaged_entries} damaged entries, cut a torn tail of {torn_bytes} bytes (those messages are redelivered)",
+                "finished-offsets journal {}: skipped {damaged_entries} damaged entries, cut a torn tail of {torn_bytes} bytes (those messages are redelivered), dropped {past_end} entries past the log's end",
                 path.display()
             ),
             RecoveryEvent::RemovedLeftover { path } => {

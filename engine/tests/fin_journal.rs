@@ -140,8 +140,52 @@ fn damaged_journal_entries_cost_only_those_fins_and_a_torn_tail_is_cut() {
     assert_eq!(again, vec![5]);
     assert_eq!(
         fs.file_data(Path::new(JOURNAL)).map(|b| b.len()),
-        Some(HEADER_LEN + 20 * ENTRY_LEN),
-        "the torn tail is cut"
+        Some(HEADER_LEN + 19 * ENTRY_LEN),
+        "the torn tail is cut and the damaged entry dropped"
+    );
+}
+
+/// A FIN journaled for a record the log then lost (a power cut keeps the journal's page but
+/// not the segment's) must not finish the new message that takes that offset after restart.
+#[test]
+fn fins_past_the_log_end_never_finish_the_messages_that_take_their_offsets() {
+    let (fs, clock) = sim();
+    {
+        let engine = open(&fs, &clock);
+        publish(&engine, 10);
+        engine
+            .create_channel("t", "c", ChannelStart::Earliest)
+            .expect("channel");
+        let all = take(&engine, 10);
+        finish(&engine, &all);
+        drop(engine);
+    }
+    let mut bytes = fs.file_data(Path::new(JOURNAL)).expect("journal");
+    nsq_engine::fin_journal::encode_entries(
+        &[
+            nsq_engine::fin_journal::JournalEntry::Finished(10),
+            nsq_engine::fin_journal::JournalEntry::Finished(11),
+        ],
+        &mut bytes,
+    );
+    let file = fs
+        .open(Path::new(JOURNAL), OpenMode::CreateTruncate)
+        .expect("open");
+    file.write_all_at(&bytes, 0).expect("write");
+    {
+        let engine = open(&fs, &clock);
+        assert!(engine
+            .recovery_events()
+            .iter()
+            .any(|e| matches!(e, RecoveryEvent::JournalDamaged { past_end: 2, .. })));
+        let topic = engine.topic("t").expect("t");
+        topic.publish(&["new-10", "new-11"], 0).expect("publish");
+        drop(engine); // kill -9 before any persist
+    }
+    let engine = open(&fs, &clock);
+    assert_eq!(
+        bodies(&take_all(&engine, "t", "c")),
+        vec!["new-10", "new-11"]
     );
 }
 

@@ -9,9 +9,14 @@
 //! segment (format in `FORMAT.md`). A lost record inside the log is replaced by a *hole*: a
 //! record with its offset and an empty body, which channels skip (NSQ never accepts an empty
 //! message, so no real message looks like one). Offsets stay dense and ids stable.
+//!
+//! Channels' finished-offsets journals are judged by open's own rules (`journal`): crash
+//! leftovers are notes, damage is a finding, and repair leaves what open would have left.
 
+mod journal;
 mod layout;
 mod repair;
+mod repair_journals;
 pub mod scan;
 mod verify;
 
@@ -40,6 +45,9 @@ pub enum FindingKind {
     Index,
     /// A cursor file is missing, damaged, or points outside the log.
     Cursor,
+    /// A channel's finished-offsets journal (`.fin`, `.fin.next`) is damaged, names offsets
+    /// past the log's end, extends no cursor file, or is left over by a crash.
+    Journal,
 }
 
 /// One problem, located.

@@ -42,9 +42,9 @@ pub struct RepairReport {
     pub bytes_quarantined: u64,
 }
 
-struct Repairer<'a> {
-    fs: &'a dyn FileSystem,
-    dry_run: bool,
+pub(super) struct Repairer<'a> {
+    pub(super) fs: &'a dyn FileSystem,
+    pub(super) dry_run: bool,
     index_interval: u64,
     report: RepairReport,
 }
@@ -76,6 +76,7 @@ pub fn repair(
     for topic in &topics {
         let (first, end) = r.topic(topic, progress)?;
         r.cursors(topic, first, end)?;
+        r.orphan_journals(topic)?;
     }
     Ok(r.report)
 }
@@ -122,7 +123,12 @@ fn push_holes(
 }
 
 impl Repairer<'_> {
-    fn act(&mut self, path: &Path, what: String) {
+    /// Whether an action already changed the file at `path`.
+    pub(super) fn acted_on(&self, path: &Path) -> bool {
+        self.report.actions.iter().any(|a| a.path == path)
+    }
+
+    pub(super) fn act(&mut self, path: &Path, what: String) {
         self.report.actions.push(RepairAction {
             path: path.to_path_buf(),
             what,
@@ -440,7 +446,8 @@ impl Repairer<'_> {
         Ok(())
     }
 
-    /// Clamps cursors to `[first, end]` and resets unreadable ones to `first`.
+    /// Clamps cursors to `[first, end]` (folding in their journals) and resets unreadable
+    /// ones to `first`; fixes the journals of the others.
     fn cursors(&mut self, topic: &TopicFiles, first: u64, end: u64) -> Result<()> {
         for channel in &topic.channels {
             let path = topic.dir.join("channels").join(format!("{channel}.cursor"));
@@ -450,10 +457,12 @@ impl Repairer<'_> {
                 .map_err(|e| e.to_string())
                 .and_then(|b| CursorFile::decode(&path, &b).map_err(|e| e.to_string()))
             {
-                Ok(mut c) => {
-                    if c.next <= end && c.floor <= c.next {
+                Ok(original) => {
+                    if original.next <= end && original.floor <= original.next {
+                        self.journals(&path, &original, end)?;
                         continue;
                     }
+                    let mut c = original.clone();
                     let before = (c.floor, c.next);
                     c.next = c.next.min(end);
                     c.floor = c.floor.min(c.next);
@@ -466,20 +475,29 @@ impl Repairer<'_> {
                             c.floor, c.next
                         ),
                     );
-                    c
+                    let folded = self.fold_journal(&path, &original, c, end)?;
+                    (folded, "folded into the rewritten cursor file")
                 }
                 Err(reason) => {
                     self.act(&path, format!("cursor unreadable ({reason}): reset to the oldest message {first} (redelivers)"));
-                    CursorFile {
+                    let reset = CursorFile {
                         floor: first,
                         next: first,
                         entries: Vec::new(),
-                    }
+                    };
+                    (
+                        reset,
+                        "its cursor was reset, so the FINs it recorded no longer apply",
+                    )
                 }
             };
+            let (fixed, why) = fixed;
             if !self.dry_run {
                 self.fs.write_atomic(&path, &fixed.encode()).at(&path)?;
             }
+            // Only now: had repair stopped before the cursor write, the old cursor and its
+            // journals would still be there, whole.
+            self.drop_journals(&path, why)?;
         }
         Ok(())
     }

@@ -10,6 +10,8 @@
 //! - [`compression`]: the snappy and deflate stream codecs IDENTIFY can switch on.
 //! - [`MessageId`] and the topic/channel [`name`] rules.
 
+#![deny(missing_docs)]
+
 mod command;
 pub mod compression;
 mod error;

@@ -85,7 +85,7 @@ impl Default for Config {
             deflate_level: 6,
             client_id: hostname.split('.').next().unwrap_or_default().to_string(),
             hostname,
-            user_agent: format!("nsq-tools/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: format!("nsq-client/{}", env!("CARGO_PKG_VERSION")),
             tls: None,
             auth_secret: None,
         }

@@ -76,8 +76,12 @@ fn relative(data: &Path, path: &Path) -> String {
 }
 
 fn findings_table(data: &Path, findings: &[Finding], out: &mut dyn Write) -> Result<()> {
+    table_of(data, findings, "PROBLEM", out)
+}
+
+fn table_of(data: &Path, findings: &[Finding], what: &str, out: &mut dyn Write) -> Result<()> {
     let mut table = Table::new();
-    table.row(["KIND", "FILE", "BYTE", "OFFSET", "PROBLEM"]);
+    table.row(["KIND", "FILE", "BYTE", "OFFSET", what]);
     for f in findings {
         let kind = serde_json::to_value(f.kind)?;
         table.row([
@@ -89,6 +93,19 @@ fn findings_table(data: &Path, findings: &[Finding], out: &mut dyn Write) -> Res
         ]);
     }
     table.render(out)
+}
+
+/// The notes of a report (states nsqd resolves on start by itself), if any.
+fn notes(data: &Path, report: &VerifyReport, out: &mut dyn Write) -> Result<()> {
+    if report.notes.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} note(s): what a crash leaves behind; nsqd resolves these on start, losing nothing (`nsq_log repair` tidies them):",
+        report.notes.len()
+    )?;
+    table_of(data, &report.notes, "NOTE", out)
 }
 
 fn summary(report: &VerifyReport) -> String {
@@ -124,6 +141,7 @@ pub fn verify(data: &Path, args: &VerifyArgs, out: &mut dyn Write) -> Result<()>
         } else {
             findings_table(&data, &report.findings, out)?;
         }
+        notes(&data, &report, out)?;
     }
     if report.is_sound() {
         Ok(())
@@ -177,6 +195,7 @@ pub fn repair(data: &Path, args: &RepairArgs, out: &mut dyn Write) -> Result<()>
                 writeln!(out, "verify after repair still finds problems:")?;
                 findings_table(&data, &after.findings, out)?;
             }
+            notes(&data, after, out)?;
         }
     }
     match after {

@@ -43,9 +43,11 @@ pub enum Command {
     Stat(stat::StatArgs),
     /// Prints the records of a topic's log.
     Dump(dump::DumpArgs),
-    /// Checks every record, index and cursor; exits 1 with a report when anything is wrong.
+    /// Checks every record, index, cursor and FIN journal; exits 1 with a report when anything
+    /// is wrong (crash leftovers nsqd resolves by itself are listed as notes, exit 0).
     Verify(check::VerifyArgs),
-    /// Repairs what verify finds: quarantines unreadable bytes, rebuilds indexes, clamps cursors.
+    /// Repairs what verify finds: quarantines unreadable bytes, rebuilds indexes, clamps
+    /// cursors, cuts and cleans FIN journals.
     Repair(check::RepairArgs),
 }
 
