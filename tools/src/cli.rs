@@ -1,6 +1,7 @@
 //! What every network tool shares: Go-style flags (`-topic=x` as well as `--topic x`),
 //! `--version` printing NSQ's `name vX` line, one-line errors with a non-zero exit, logging.
 
+use crate::client::Config;
 use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -54,4 +55,83 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
+}
+
+/// Applies one go-nsq option given as `name,value` (`--consumer-opt`, `--producer-opt`) to
+/// `config`: TLS and AUTH ([`Config::set_tls_or_auth`]), `max_in_flight`, `max_attempts`,
+/// `lookupd_poll_interval`, `lookupd_poll_jitter`, `default_requeue_delay`,
+/// `max_requeue_delay`, `backoff_multiplier`, `max_backoff_duration`, `heartbeat_interval`,
+/// `msg_timeout`, `dial_timeout`, `snappy`, `deflate`, `deflate_level`, `client_id`,
+/// `hostname`, `user_agent`. Another name or a bad value is an error naming `flag`.
+pub fn apply_client_opt(config: &mut Config, flag: &str, opt: &str) -> Result<(), String> {
+    let bad = || format!("invalid {flag} {opt:?}");
+    let (name, value) = opt.split_once(',').ok_or_else(bad)?;
+    if let Some(result) = config.set_tls_or_auth(name, value) {
+        return result.map_err(|e| format!("invalid {flag} {opt:?}: {e}"));
+    }
+    let dur = || duration(value).map_err(|_| bad());
+    let int = || value.parse::<u32>().map_err(|_| bad());
+    let flag_value = || value.parse::<bool>().map_err(|_| bad());
+    match name {
+        "max_in_flight" => config.max_in_flight = int()?,
+        "max_attempts" => config.max_attempts = int()?.min(u32::from(u16::MAX)) as u16,
+        "lookupd_poll_interval" => config.lookupd_poll_interval = dur()?,
+        "lookupd_poll_jitter" => {
+            config.lookupd_poll_jitter = value
+                .parse::<f64>()
+                .ok()
+                .filter(|j| (0.0..=1.0).contains(j))
+                .ok_or_else(bad)?
+        }
+        "default_requeue_delay" => config.default_requeue_delay = dur()?,
+        "max_requeue_delay" => config.max_requeue_delay = dur()?,
+        "backoff_multiplier" => config.backoff_multiplier = dur()?,
+        "max_backoff_duration" => config.max_backoff_duration = dur()?,
+        "heartbeat_interval" => config.heartbeat_interval = dur()?,
+        "msg_timeout" => config.msg_timeout = Some(dur()?),
+        "dial_timeout" => config.dial_timeout = dur()?,
+        "snappy" => config.snappy = flag_value()?,
+        "deflate" => config.deflate = flag_value()?,
+        "deflate_level" => config.deflate_level = int()?,
+        "client_id" => config.client_id = value.to_string(),
+        "hostname" => config.hostname = value.to_string(),
+        "user_agent" => config.user_agent = value.to_string(),
+        _ => return Err(format!("invalid {flag} {opt:?}: unknown option")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_options_by_go_nsq_name() {
+        let mut config = Config::default();
+        for opt in [
+            "max_attempts,0",
+            "backoff_multiplier,250ms",
+            "dial_timeout,3s",
+            "snappy,true",
+            "user_agent,me/1",
+            "auth_secret,s",
+        ] {
+            apply_client_opt(&mut config, "--producer-opt", opt).expect(opt);
+        }
+        assert_eq!(config.max_attempts, 0);
+        assert_eq!(config.backoff_multiplier, Duration::from_millis(250));
+        assert_eq!(config.dial_timeout, Duration::from_secs(3));
+        assert!(config.snappy);
+        assert_eq!(config.user_agent, "me/1");
+        assert_eq!(config.auth_secret.as_deref(), Some("s"));
+        for bad in [
+            "nope,1",
+            "dial_timeout,soon",
+            "snappy",
+            "lookupd_poll_jitter,2",
+        ] {
+            let e = apply_client_opt(&mut config, "--producer-opt", bad).expect_err(bad);
+            assert!(e.starts_with("invalid --producer-opt"), "{e}");
+        }
+    }
 }

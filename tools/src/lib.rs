@@ -8,13 +8,16 @@
 //!   `to_nsq` (stdin to a topic), `nsq_tail` (topics to stdout), `nsq_stat` (rolling stats).
 //! - [`to_http`]: `nsq_to_http` (messages to HTTP endpoints), with [`upstream`] (`--mode`)
 //!   and [`timer_metrics`] (`--status-every`).
+//! - [`nsq_to_nsq`]: `nsq_to_nsq` (topics to other nsqd), with [`json_filter`].
 //! - [`cli`]: flag and error conventions shared by the network tools.
 //! - [`log_tool`]: `nsq_log`, which inspects a data directory offline (`stat`, `dump`).
 #![warn(missing_docs)]
 
 pub mod cli;
 pub use nsq_client as client;
+pub mod json_filter;
 pub mod log_tool;
+pub mod nsq_to_nsq;
 pub mod stat;
 pub mod tail;
 pub mod timer_metrics;

@@ -40,9 +40,9 @@ pub struct Args {
     /// Throttle messages to n/second. 0 to disable
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// option to passthrough to nsq.Producer as name,value (TLS and AUTH: tls_v1,
-    /// tls_root_ca_file, tls_insecure_skip_verify, tls_cert, tls_key, auth_secret; may be given
-    /// multiple times)
+    /// option to passthrough to nsq.Producer as name,value (go-nsq names: dial_timeout,
+    /// heartbeat_interval, snappy, deflate, tls_v1, tls_root_ca_file, auth_secret, ...; may be
+    /// given multiple times)
     #[arg(long = "producer-opt")]
     pub producer_opts: Vec<String>,
     /// print version string
@@ -55,13 +55,8 @@ impl Args {
     pub fn producer_config(&self) -> Result<Config, Error> {
         let mut config = Config::default();
         for opt in &self.producer_opts {
-            let bad = |why: String| Error::Usage(format!("invalid --producer-opt {opt:?}{why}"));
-            let (name, value) = opt.split_once(',').ok_or_else(|| bad(String::new()))?;
-            match config.set_tls_or_auth(name, value) {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(bad(format!(": {e}"))),
-                None => return Err(bad(": unknown option".to_string())),
-            }
+            crate::cli::apply_client_opt(&mut config, "--producer-opt", opt)
+                .map_err(Error::Usage)?;
         }
         Ok(config)
     }
@@ -77,6 +72,7 @@ impl Args {
         if self.nsqd_tcp_addresses.is_empty() {
             return Err(Error::Usage("--nsqd-tcp-address required".into()));
         }
+        self.producer_config()?;
         match self.delimiter.as_bytes() {
             [byte] => Ok(*byte),
             _ => Err(Error::Usage("--delimiter must be a single byte".into())),

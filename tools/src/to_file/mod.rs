@@ -195,31 +195,10 @@ impl Args {
     }
 }
 
-/// `--consumer-opt name,value` for the go-nsq options our client has.
+/// `--consumer-opt name,value` for the go-nsq options our client has
+/// (see [`crate::cli::apply_client_opt`]).
 pub fn apply_consumer_opt(config: &mut Config, opt: &str) -> Result<(), Error> {
-    let bad = || Error::Usage(format!("invalid --consumer-opt {opt:?}"));
-    let (name, value) = opt.split_once(',').ok_or_else(bad)?;
-    if let Some(result) = config.set_tls_or_auth(name, value) {
-        return result.map_err(|e| Error::Usage(format!("invalid --consumer-opt {opt:?}: {e}")));
-    }
-    let dur = || duration(value).map_err(|_| bad());
-    let int = || value.parse::<u32>().map_err(|_| bad());
-    match name {
-        "max_in_flight" => config.max_in_flight = int()?,
-        "max_attempts" => config.max_attempts = int()?.min(u32::from(u16::MAX)) as u16,
-        "lookupd_poll_interval" => config.lookupd_poll_interval = dur()?,
-        "default_requeue_delay" => config.default_requeue_delay = dur()?,
-        "max_requeue_delay" => config.max_requeue_delay = dur()?,
-        "max_backoff_duration" => config.max_backoff_duration = dur()?,
-        "heartbeat_interval" => config.heartbeat_interval = dur()?,
-        "msg_timeout" => config.msg_timeout = Some(dur()?),
-        "dial_timeout" => config.dial_timeout = dur()?,
-        "snappy" => config.snappy = value.parse().map_err(|_| bad())?,
-        "deflate" => config.deflate = value.parse().map_err(|_| bad())?,
-        "deflate_level" => config.deflate_level = int()?,
-        _ => return Err(bad()),
-    }
-    Ok(())
+    crate::cli::apply_client_opt(config, "--consumer-opt", opt).map_err(Error::Usage)
 }
 
 /// One topic being archived.
