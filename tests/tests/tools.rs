@@ -60,9 +60,19 @@ fn every_tool_has_version_help_and_one_line_errors() {
         "--gzip-level",
         "--work-dir",
         "--sync-interval",
+        "--log-prefix",
     ] {
         assert!(help.contains(flag), "{flag} missing from {help}");
     }
+    let line = assert_one_line_failure(
+        "to_nsq",
+        &[
+            "--topic=t",
+            "--nsqd-tcp-address=127.0.0.1:1",
+            "--producer-opt=nope,1",
+        ],
+    );
+    assert!(line.contains("--producer-opt"), "{line}");
     assert!(help.contains("[default: nsq_to_file]"), "{help}");
     let nowhere = "127.0.0.1:1";
     let line = assert_one_line_failure(
@@ -119,8 +129,8 @@ fn to_nsq_publishes_to_every_nsqd_and_nsq_tail_prints_it() {
             "--topic=red",
             "--topic=blue",
             &tcp_a,
-            "-n",
-            "5",
+            // Go's flag package takes -n as --n too.
+            "--n=5",
             "--print-topic",
         ],
     );
@@ -129,7 +139,14 @@ fn to_nsq_publishes_to_every_nsqd_and_nsq_tail_prints_it() {
 
     // Comma-delimited, the last record unterminated, an empty record skipped.
     let tcp_b = format!("--nsqd-tcp-address={}", b.tcp);
-    let args = ["--topic=red", "--delimiter=,", &tcp_a, &tcp_b];
+    let args = [
+        "--topic=red",
+        "--delimiter=,",
+        &tcp_a,
+        &tcp_b,
+        "--producer-opt=dial_timeout,3s",
+        "--producer-opt=heartbeat_interval,10s",
+    ];
     let out = run_tool("to_nsq", &args, b"r1,r2,,r3", QUICK);
     assert!(out.status.success(), "{out:?}");
     let out = run_tool(

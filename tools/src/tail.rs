@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(long, default_value_t = 200)]
     pub max_in_flight: u32,
     /// total messages to show (will wait if starved)
-    #[arg(short = 'n', default_value_t = 0)]
+    #[arg(short = 'n', long = "n", default_value_t = 0)]
     pub n: u64,
     /// print topic name where message was received
     #[arg(long)]

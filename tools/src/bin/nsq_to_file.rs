@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     if let Err(e) = args.validate() {
         return cli::fail(NAME, e);
     }
-    cli::init_logging(NAME, &args.log_level);
+    nsq_server::logging::init(&args.log_level, &args.log_prefix);
     let runtime = match cli::runtime() {
         Ok(r) => r,
         Err(e) => return cli::fail(NAME, e),

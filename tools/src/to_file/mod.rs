@@ -129,6 +129,9 @@ pub struct Args {
     /// set log verbosity: debug, info, warn, error, or fatal
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// log message prefix
+    #[arg(long, default_value = "[nsq_to_file] ")]
+    pub log_prefix: String,
     /// print version string
     #[arg(long)]
     pub version: bool,
