@@ -1,12 +1,12 @@
 //! nsq_to_nsq between two of our nsqd: every message of every `--topic` arrives (under its
-//! own name or `--destination-topic`); the JSON filters pass, drop, requeue and re-encode as
+//! own name or `--destination-topic`), from nsqd given directly or found through lookupd; the JSON filters pass, drop, requeue and re-encode as
 //! NSQ v1.3.0's tool does (the expected bytes are what it published in the same run); with the
 //! destination down nothing is FIN'd, and after `kill -9` of the destination or of the source
 //! mid-stream every message still arrives at least once.
 
 use nsq_engine::MessageId;
 use nsq_server::protocol::Command;
-use nsq_tests::{http_get, http_post, run_tool, Nsqd, RawClient, Tool};
+use nsq_tests::{http_get, http_post, run_tool, Nsqd, Nsqlookupd, RawClient, Tool};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -141,6 +141,40 @@ fn every_message_of_every_topic_arrives() {
     );
     stop(tool);
     assert_eq!(sorted(read_all(&destination, "merged")), more);
+}
+
+#[test]
+fn sources_are_found_through_lookupd() {
+    let lookupd = Nsqlookupd::start(&[]);
+    let registered = format!("--lookupd-tcp-address={}", lookupd.tcp);
+    let (a, b) = (Nsqd::start(&[&registered]), Nsqd::start(&[&registered]));
+    let destination = Nsqd::start(&[]);
+    watch(&destination, "found");
+    let (from_a, from_b) = (bodies("a", 40), bodies("b", 60));
+    publish(&a, "found", &from_a);
+    publish(&b, "found", &from_b);
+    wait_for("both nsqd registered", Duration::from_secs(30), || {
+        let found = http_get(&lookupd.url("/lookup?topic=found"));
+        found.status == 200
+            && found.json()["producers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2)
+    });
+    let mut args = vec![
+        "--topic=found".to_string(),
+        format!("--lookupd-http-address={}", lookupd.http),
+        format!("--destination-nsqd-tcp-address={}", destination.tcp),
+    ];
+    args.push("--consumer-opt=lookupd_poll_interval,200ms".to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tool = Tool::spawn("nsq_to_nsq", &args);
+    wait_for("both sources relayed", Duration::from_secs(60), || {
+        drained(&a, "found") && drained(&b, "found")
+    });
+    stop(tool);
+    let mut expected = [from_a, from_b].concat();
+    expected.sort();
+    assert_eq!(sorted(read_all(&destination, "found")), expected);
 }
 
 #[test]
