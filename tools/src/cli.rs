@@ -49,6 +49,39 @@ pub fn init_logging(name: &str, level: &str) {
     nsq_server::logging::init(level, &format!("[{name}] "));
 }
 
+/// The body of a network tool's `main` once its flags are parsed: `--version` prints NSQ's
+/// line and exits 0; `check` refuses bad flags; `logging` sets up logging; `work` runs on a
+/// tokio runtime. Any failure is one line on stderr (`name: error`) and a non-zero exit.
+pub fn run_tool<CheckError, WorkError, Work>(
+    name: &str,
+    version: bool,
+    check: impl FnOnce() -> Result<(), CheckError>,
+    logging: impl FnOnce(),
+    work: impl FnOnce() -> Work,
+) -> ExitCode
+where
+    CheckError: std::fmt::Display,
+    WorkError: std::fmt::Display,
+    Work: std::future::Future<Output = Result<(), WorkError>>,
+{
+    if version {
+        println!("{}", version_line(name));
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = check() {
+        return fail(name, e);
+    }
+    logging();
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => return fail(name, e),
+    };
+    match runtime.block_on(work()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(name, e),
+    }
+}
+
 /// A multi-threaded tokio runtime for a tool's `main`.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -8,20 +8,11 @@ const NAME: &str = "nsq_tail";
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args(NAME);
-    if args.version {
-        println!("{}", cli::version_line(NAME));
-        return ExitCode::SUCCESS;
-    }
-    if let Err(e) = args.validate() {
-        return cli::fail(NAME, e);
-    }
-    cli::init_logging(NAME, "warn");
-    let runtime = match cli::runtime() {
-        Ok(r) => r,
-        Err(e) => return cli::fail(NAME, e),
-    };
-    match runtime.block_on(tail::run(&args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => cli::fail(NAME, e),
-    }
+    cli::run_tool(
+        NAME,
+        args.version,
+        || args.validate().map(drop),
+        || cli::init_logging(NAME, "warn"),
+        || tail::run(&args),
+    )
 }
