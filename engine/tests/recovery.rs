@@ -419,9 +419,18 @@ fn flipped_byte_in_the_active_segment_costs_only_that_record() {
 }
 
 /// Damage at an offset a channel already finished costs nothing else: the requeued and
-/// in-flight entries the channel's cursor holds at later offsets are all delivered again.
+/// in-flight entries the channel's cursor holds at later offsets are all delivered again, and
+/// the channel's stats count them (issue 15, item 2: they vanished and the channel looked
+/// drained). Both after a clean stop (cursor file) and after a crash (cursor file plus FIN
+/// journal replay).
 #[test]
 fn damage_at_a_finished_offset_keeps_later_cursor_entries() {
+    for crash in [false, true] {
+        damage_at_a_finished_offset_keeps_later_cursor_entries_after(crash);
+    }
+}
+
+fn damage_at_a_finished_offset_keeps_later_cursor_entries_after(crash: bool) {
     let (fs, clock) = sim();
     let body = "q".repeat(100);
     {
@@ -437,12 +446,17 @@ fn damage_at_a_finished_offset_keeps_later_cursor_entries() {
         let got = take_all(&engine, "t", "c");
         for d in &got {
             match d.offset {
-                5 => {} // stays in flight
+                5 | 47 => {} // stay in flight
                 40..=45 => c.requeue(1, &d.id, engine.now(), 0).expect("requeue"),
                 _ => c.finish(1, &d.id).expect("finish"),
             }
         }
-        engine.close().expect("close");
+        if crash {
+            c.write_finished().expect("journal");
+            drop(engine); // kill -9: the cursor file is older than the FINs
+        } else {
+            engine.close().expect("close");
+        }
     }
     // Damage a record the channel finished, between its floor (5) and the requeued entries,
     // in the same sealed segment as those (so re-reading them passes over the damage).
@@ -459,12 +473,20 @@ fn damage_at_a_finished_offset_keeps_later_cursor_entries() {
                 .expect("name");
             (p.clone(), first)
         })
-        .rfind(|(_, first)| *first <= 30 && 45 < first + per_segment)
-        .expect("segment holding 40");
+        .rfind(|(_, first)| *first <= 30 && 47 < first + per_segment)
+        .expect("segment holding 30..=47");
+    assert_ne!(Some(&seg), segments.last(), "the damaged segment is sealed");
     let mut data = fs.file_data(&seg).expect("data");
     data[(32 + (30 - first) * rec + 60) as usize] ^= 0x02;
     overwrite(&fs, &seg, &data);
     let engine = open(&fs, &clock);
+    let c = engine.channel("t", "c").expect("channel");
+    let stats = c.stats(engine.now());
+    assert_eq!(
+        (stats.depth, stats.floor, stats.next),
+        (8, 5, 100),
+        "crash {crash}: {stats:?}"
+    );
     let mut offsets: Vec<u64> = take_all(&engine, "t", "c")
         .iter()
         .map(|d| d.offset)
@@ -472,7 +494,9 @@ fn damage_at_a_finished_offset_keeps_later_cursor_entries() {
     offsets.sort_unstable();
     let mut expected = vec![5u64];
     expected.extend(40..=45);
-    assert_eq!(offsets, expected);
+    expected.push(47);
+    assert_eq!(offsets, expected, "crash {crash}");
+    assert_eq!(c.stats(engine.now()).in_flight, 8);
 }
 
 /// Damage longer than the window a reader resynchronises with (it reads a sealed segment a
