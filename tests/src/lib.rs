@@ -14,6 +14,7 @@ pub mod python;
 pub mod raw;
 pub mod tls;
 pub mod tool;
+pub mod wait;
 
 pub use data_dir::{first_offset, segment_files};
 pub use http::{http_get, http_post, http_request, HttpReply};

@@ -25,12 +25,8 @@ fn quick(max_in_flight: u32) -> Config {
     }
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + STEP;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    nsq_tests::wait::until_async(what, STEP, done).await
 }
 
 fn channel_stats(nsqd: &Nsqd, topic: &str, channel: &str) -> serde_json::Value {

@@ -9,16 +9,11 @@ use nsq_tests::{http_get, http_post, Nsqd, Nsqlookupd};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
 
 const STEP: Duration = Duration::from_secs(30);
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + STEP;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    nsq_tests::wait::until_async(what, STEP, done).await
 }
 
 /// The nsqd TCP ports lookupd lists for topic `d`.

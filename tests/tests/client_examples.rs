@@ -3,8 +3,7 @@
 //! They are built by `cargo build -p nsq-client --examples` (tests/run.sh does).
 
 use nsq_tests::{http_get, http_post, run_tool, Nsqd, Nsqlookupd, ToolOutput};
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -127,29 +126,8 @@ fn metrics_consumer_requeues_failed_writes_and_backs_off() {
     assert_eq!(channel["in_flight_count"], 0, "{channel}");
 }
 
-/// Waits until `lookupd` lists exactly these producers of `events`.
 fn wait_registered(lookupd: &Nsqlookupd, nsqds: &[&Nsqd]) {
-    let want: BTreeSet<u64> = nsqds.iter().map(|n| u64::from(n.tcp.port())).collect();
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let reply = http_get(&lookupd.url("/lookup?topic=events"));
-        let have: BTreeSet<u64> = if reply.status == 200 {
-            reply.json()["producers"]
-                .as_array()
-                .map(|ps| ps.iter().filter_map(|p| p["tcp_port"].as_u64()).collect())
-                .unwrap_or_default()
-        } else {
-            BTreeSet::new()
-        };
-        if have == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lookupd lists {have:?}, want {want:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    nsq_tests::wait::lookupd_lists(lookupd, "events", nsqds, LIMIT)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! keep consuming when one dies, and discover a new one within their poll interval.
 
 use nsq_tests::python::{python, script};
-use nsq_tests::{http_get, http_post, Nsqd, Nsqlookupd};
+use nsq_tests::{http_post, Nsqd, Nsqlookupd};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -24,29 +24,8 @@ fn nsqd_with(lookupds: &[&Nsqlookupd]) -> Nsqd {
     nsqd
 }
 
-/// Waits until `lookupd` lists exactly these producers of `events`.
 fn wait_registered(lookupd: &Nsqlookupd, nsqds: &[&Nsqd]) {
-    let want: BTreeSet<u64> = nsqds.iter().map(|n| u64::from(n.tcp.port())).collect();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let reply = http_get(&lookupd.url("/lookup?topic=events"));
-        let have: BTreeSet<u64> = if reply.status == 200 {
-            reply.json()["producers"]
-                .as_array()
-                .map(|ps| ps.iter().filter_map(|p| p["tcp_port"].as_u64()).collect())
-                .unwrap_or_default()
-        } else {
-            BTreeSet::new()
-        };
-        if have == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lookupd lists {have:?}, want {want:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    nsq_tests::wait::lookupd_lists(lookupd, "events", nsqds, Duration::from_secs(15))
 }
 
 /// Publishes `n` messages named after `tag` to nsqd over HTTP; returns their bodies.

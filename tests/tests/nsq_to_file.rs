@@ -6,14 +6,10 @@
 use nsq_tests::{archive_lines, http_get, http_post, Nsqd, Nsqlookupd, Tool};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    nsq_tests::wait::until(what, Duration::from_secs(30), done)
 }
 
 fn channel_drained(nsqd: &Nsqd, topic: &str, channel: &str) -> bool {

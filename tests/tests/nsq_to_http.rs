@@ -6,14 +6,10 @@
 
 use nsq_tests::{http_get, http_post, run_tool, HttpSink, Nsqd, Received, Tool};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    nsq_tests::wait::until(what, Duration::from_secs(60), done)
 }
 
 /// The channel's `(depth, in_flight_count, requeue_count)`.

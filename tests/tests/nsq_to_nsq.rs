@@ -8,17 +8,11 @@ use nsq_engine::MessageId;
 use nsq_server::protocol::Command;
 use nsq_tests::{http_get, http_post, run_tool, Nsqd, Nsqlookupd, RawClient, Tool};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHECK: &str = "check";
 
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
+use nsq_tests::wait::until as wait_for;
 
 /// The channel's `(depth + deferred_count, in_flight_count, requeue_count)`, if it exists.
 fn channel(nsqd: &Nsqd, topic: &str, channel: &str) -> Option<(u64, u64, u64)> {

@@ -4,7 +4,7 @@
 
 use nsq_tests::{http_get, http_post, run_tool, Nsqd, Nsqlookupd, Tool};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOOLS: [&str; 5] = [
     "nsq_to_file",
@@ -15,12 +15,8 @@ const TOOLS: [&str; 5] = [
 ];
 const QUICK: Duration = Duration::from_secs(20);
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    nsq_tests::wait::until(what, Duration::from_secs(30), done)
 }
 
 fn assert_one_line_failure(tool: &str, args: &[&str]) -> String {

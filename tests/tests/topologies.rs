@@ -15,14 +15,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    nsq_tests::wait::until_async(what, Duration::from_secs(45), done).await
 }
 
 fn event(source: &str, n: usize) -> String {
