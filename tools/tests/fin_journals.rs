@@ -3,10 +3,12 @@
 //! verify's exit status and lines, and after repair a clean verify and the cursor state the
 //! engine opens with (a FIN lost to damage is one redelivery, never a loss).
 
+mod common;
+
+use common::{nsq_log, text};
 use nsq_engine::fin_journal::{self, JournalEntry, ENTRY_LEN, HEADER_LEN};
 use nsq_engine::{ChannelStart, Engine, Options};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 const MESSAGES: u64 = 300;
 const SEC: i64 = 1_000_000_000;
@@ -56,23 +58,6 @@ fn build(persisted: u64, finished: u64) -> tempfile::TempDir {
     channel.write_finished().expect("journal");
     drop(engine);
     dir
-}
-
-fn nsq_log(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nsq_log"))
-        .arg("--data-path")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run nsq_log")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs verify; returns its exit code and its output lines naming `file`.

@@ -1,5 +1,8 @@
 //! End-to-end tests of the `nsq_log` binary on data directories built with the engine.
 
+mod common;
+
+use common::nsq_log;
 use nsq_engine::{ChannelStart, Engine, Options};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -57,15 +60,6 @@ fn build_data_dir() -> tempfile::TempDir {
         .expect("publish");
     engine.close().expect("close");
     dir
-}
-
-fn nsq_log(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nsq_log"))
-        .arg("--data-path")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run nsq_log")
 }
 
 fn stdout(out: &Output) -> String {

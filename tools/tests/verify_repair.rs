@@ -1,10 +1,12 @@
 //! `nsq_log verify` and `nsq_log repair` on data directories damaged in each way a disk or a
 //! crash can damage them: every intact record survives repair, and only damaged ones are lost.
 
+mod common;
+
+use common::{nsq_log, text};
 use nsq_engine::{ChannelStart, Engine, Options};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 const MESSAGES: usize = 300;
 const SEC: i64 = 1_000_000_000;
@@ -44,23 +46,6 @@ fn segments(data: &Path) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
-}
-
-fn nsq_log(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nsq_log"))
-        .arg("--data-path")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run nsq_log")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn verify_json(data: &Path) -> (i32, Value) {
