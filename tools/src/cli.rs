@@ -1,7 +1,7 @@
 //! What every network tool shares: Go-style flags (`-topic=x` as well as `--topic x`),
 //! `--version` printing NSQ's `name vX` line, one-line errors with a non-zero exit, logging.
 
-use crate::client::Config;
+use crate::client::{self, Config, Consumer};
 use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -80,6 +80,22 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(name, e),
     }
+}
+
+/// Connects `consumer` to every nsqd (`--nsqd-tcp-address`) and lookupd
+/// (`--lookupd-http-address`) given, stopping at the first failure.
+pub async fn connect_consumer(
+    consumer: &Consumer,
+    nsqd_tcp_addresses: &[String],
+    lookupd_http_addresses: &[String],
+) -> Result<(), client::Error> {
+    for addr in nsqd_tcp_addresses {
+        consumer.connect_to_nsqd(addr).await?;
+    }
+    for addr in lookupd_http_addresses {
+        consumer.connect_to_lookupd(addr).await?;
+    }
+    Ok(())
 }
 
 /// A multi-threaded tokio runtime for a tool's `main`.

@@ -3,7 +3,7 @@
 //! publish REQs it with backoff), so killing either side loses nothing: at worst a message
 //! published whose FIN had not reached the source is delivered twice.
 
-use crate::cli::apply_client_opt;
+use crate::cli::{self, apply_client_opt};
 use crate::client::{self, Config, Consumer, Message, Producer};
 use crate::json_filter::{JsonFilter, Verdict};
 use crate::timer_metrics::TimerMetrics;
@@ -250,15 +250,11 @@ pub async fn run(args: &Args) -> Result<(), Error> {
                 async move { relay.relay(&m, &destination).await.map_err(Into::into) }
             },
         )?;
-        let connected = async {
-            for addr in &args.nsqd_tcp_addresses {
-                consumer.connect_to_nsqd(addr).await?;
-            }
-            for addr in &args.lookupd_http_addresses {
-                consumer.connect_to_lookupd(addr).await?;
-            }
-            Ok::<(), client::Error>(())
-        };
+        let connected = cli::connect_consumer(
+            &consumer,
+            &args.nsqd_tcp_addresses,
+            &args.lookupd_http_addresses,
+        );
         let result = connected.await;
         consumers.push(consumer);
         if let Err(e) = result {

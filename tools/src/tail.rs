@@ -1,5 +1,6 @@
 //! `nsq_tail`: prints the messages of one or more topics to stdout, one per line.
 
+use crate::cli;
 use crate::client::{self, Config, Consumer, Message};
 use crate::to_file::apply_consumer_opt;
 use clap::Parser;
@@ -144,12 +145,12 @@ pub async fn run(args: &Args) -> Result<(), Error> {
             async { Ok(()) }
         };
         let consumer = Consumer::new(topic, &channel, config.clone(), handler)?;
-        for addr in &args.nsqd_tcp_addresses {
-            consumer.connect_to_nsqd(addr).await?;
-        }
-        for addr in &args.lookupd_http_addresses {
-            consumer.connect_to_lookupd(addr).await?;
-        }
+        cli::connect_consumer(
+            &consumer,
+            &args.nsqd_tcp_addresses,
+            &args.lookupd_http_addresses,
+        )
+        .await?;
         consumers.push(consumer);
     }
     tokio::select! {

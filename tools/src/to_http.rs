@@ -2,7 +2,7 @@
 //! POST body or `%s` in a GET URL. A message is FIN'd only once its endpoint answered with
 //! success (POST: any 2xx; GET: 200, as NSQ's); otherwise it is REQ'd with backoff.
 
-use crate::cli::duration;
+use crate::cli::{self, duration};
 use crate::client::{self, Config, Consumer, Message};
 use crate::timer_metrics::TimerMetrics;
 use crate::to_file::apply_consumer_opt;
@@ -347,15 +347,11 @@ pub async fn run(args: &Args) -> Result<(), Error> {
             async move { sender.deliver(m.body.clone()).await.map_err(Into::into) }
         },
     )?;
-    let connected = async {
-        for addr in &args.nsqd_tcp_addresses {
-            consumer.connect_to_nsqd(addr).await?;
-        }
-        for addr in &args.lookupd_http_addresses {
-            consumer.connect_to_lookupd(addr).await?;
-        }
-        Ok::<(), client::Error>(())
-    };
+    let connected = cli::connect_consumer(
+        &consumer,
+        &args.nsqd_tcp_addresses,
+        &args.lookupd_http_addresses,
+    );
     if let Err(e) = connected.await {
         consumer.stop().await;
         return Err(e.into());

@@ -8,7 +8,7 @@ mod logger;
 pub use filename::{NameFormat, NameOptions};
 pub use logger::{Event, FileLogger, LoggerOptions};
 
-use crate::cli::duration;
+use crate::cli::{self, duration};
 use crate::client::{self, Config, Consumer, HttpClient, Message};
 use clap::Parser;
 use regex::Regex;
@@ -402,15 +402,11 @@ async fn start_topic(
         .name(format!("nsq_to_file {topic}"))
         .spawn(move || logger.run(rx, move || starved.is_starved()))
         .map_err(|e| Error::Usage(format!("cannot start a thread: {e}")))?;
-    let connected = async {
-        for addr in &args.nsqd_tcp_addresses {
-            consumer.connect_to_nsqd(addr).await?;
-        }
-        for addr in &args.lookupd_http_addresses {
-            consumer.connect_to_lookupd(addr).await?;
-        }
-        Ok::<(), client::Error>(())
-    };
+    let connected = cli::connect_consumer(
+        &consumer,
+        &args.nsqd_tcp_addresses,
+        &args.lookupd_http_addresses,
+    );
     if let Err(e) = connected.await {
         consumer.stop().await;
         let _ = tx.send(Event::Terminate);
