@@ -37,6 +37,17 @@ fn finish(engine: &Engine, deliveries: &[Delivery]) {
     c.write_finished().expect("journal write");
 }
 
+/// Publishes `n` messages, creates channel `c` from the earliest, and finishes (and journals)
+/// all of them.
+fn finish_all(engine: &Engine, n: usize) {
+    publish(engine, n);
+    engine
+        .create_channel("t", "c", ChannelStart::Earliest)
+        .expect("channel");
+    let all = take(engine, n);
+    finish(engine, &all);
+}
+
 #[test]
 fn a_crash_redelivers_only_unfinished_messages() {
     let (fs, clock) = sim();
@@ -76,12 +87,7 @@ fn a_rewind_in_the_journal_voids_earlier_fins() {
     let (fs, clock) = sim();
     {
         let engine = open(&fs, &clock);
-        publish(&engine, 30);
-        engine
-            .create_channel("t", "c", ChannelStart::Earliest)
-            .expect("channel");
-        let all = take(&engine, 30);
-        finish(&engine, &all);
+        finish_all(&engine, 30);
         engine.persist_cursors().expect("persist");
         let c = engine.channel("t", "c").expect("channel");
         // An empty (not persisted) then FINs after it: the journal replays both in order.
@@ -107,12 +113,7 @@ fn damaged_journal_entries_cost_only_those_fins_and_a_torn_tail_is_cut() {
     let (fs, clock) = sim();
     {
         let engine = open(&fs, &clock);
-        publish(&engine, 20);
-        engine
-            .create_channel("t", "c", ChannelStart::Earliest)
-            .expect("channel");
-        let all = take(&engine, 20);
-        finish(&engine, &all);
+        finish_all(&engine, 20);
         drop(engine);
     }
     let mut bytes = fs.file_data(Path::new(JOURNAL)).expect("journal");
@@ -152,12 +153,7 @@ fn fins_past_the_log_end_never_finish_the_messages_that_take_their_offsets() {
     let (fs, clock) = sim();
     {
         let engine = open(&fs, &clock);
-        publish(&engine, 10);
-        engine
-            .create_channel("t", "c", ChannelStart::Earliest)
-            .expect("channel");
-        let all = take(&engine, 10);
-        finish(&engine, &all);
+        finish_all(&engine, 10);
         drop(engine);
     }
     let mut bytes = fs.file_data(Path::new(JOURNAL)).expect("journal");
@@ -194,12 +190,7 @@ fn a_journal_for_another_cursor_is_never_applied() {
     let (fs, clock) = sim();
     {
         let engine = open(&fs, &clock);
-        publish(&engine, 10);
-        engine
-            .create_channel("t", "c", ChannelStart::Earliest)
-            .expect("channel");
-        let all = take(&engine, 10);
-        finish(&engine, &all);
+        finish_all(&engine, 10);
         drop(engine);
     }
     // The journal of the first cursor file, holding ten FINs.
