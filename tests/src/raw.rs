@@ -59,6 +59,12 @@ impl RawClient {
         self.stream.flush().expect("flush to nsqd");
     }
 
+    /// Writes bytes as they are; `false` when nsqd has already closed the connection (a
+    /// reply sent just before a disconnect can still be read, and answering it then fails).
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok() && self.stream.flush().is_ok()
+    }
+
     /// Writes a command.
     pub fn send(&mut self, command: &Command) {
         let mut buf = BytesMut::new();

@@ -59,7 +59,12 @@ fn drain(nsqd: &Nsqd, topic: &str, channel: &str) -> (Vec<String>, bool) {
         match client.try_frame(Duration::from_secs(2)) {
             Some(Frame::Message { id, body, .. }) => {
                 got.push(String::from_utf8_lossy(&body).into_owned());
-                client.send_raw(format!("FIN {}\n", String::from_utf8_lossy(&id)).as_bytes());
+                let fin = format!("FIN {}\n", String::from_utf8_lossy(&id));
+                if !client.try_send_raw(fin.as_bytes()) {
+                    // nsqd closed the connection after sending this one; keep reading what
+                    // it sent before closing.
+                    continue;
+                }
             }
             Some(Frame::Response(_)) => {}
             Some(Frame::Error(e)) => panic!("nsqd sent an error: {}", String::from_utf8_lossy(&e)),
