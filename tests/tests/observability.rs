@@ -217,7 +217,11 @@ fn e2e_latency_in_stats_like_nsq() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let stats = loop {
         let s: Value = http_get(&nsqd.url("/stats?format=json&topic=lat")).json();
-        if s["topics"][0]["e2e_processing_latency"]["count"] == 3 {
+        // The channel's figure and the topic's are read one after the other, so a FIN's
+        // samples can land between them: wait for both.
+        if s["topics"][0]["e2e_processing_latency"]["count"] == 3
+            && s["topics"][0]["channels"][0]["e2e_processing_latency"]["count"] == 3
+        {
             break s;
         }
         assert!(Instant::now() < deadline, "latencies never showed: {s}");
